@@ -1,1 +1,3 @@
-print("x")
+import KubetraceOperator
+
+await KubetraceCLI.main()

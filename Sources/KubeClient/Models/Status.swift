@@ -6,6 +6,11 @@ public struct Status: Codable, Sendable, Equatable {
         public var reason: String?
         public var message: String?
         public var field: String?
+        public init(reason: String? = nil, message: String? = nil, field: String? = nil) {
+            self.reason = reason
+            self.message = message
+            self.field = field
+        }
     }
     public struct Details: Codable, Sendable, Equatable {
         public var name: String?
@@ -14,6 +19,14 @@ public struct Status: Codable, Sendable, Equatable {
         public var uid: String?
         public var causes: [Cause]?
         public var retryAfterSeconds: Int?
+        public init(name: String? = nil, group: String? = nil, kind: String? = nil, uid: String? = nil, causes: [Cause]? = nil, retryAfterSeconds: Int? = nil) {
+            self.name = name
+            self.group = group
+            self.kind = kind
+            self.uid = uid
+            self.causes = causes
+            self.retryAfterSeconds = retryAfterSeconds
+        }
     }
     public var kind: String?
     public var apiVersion: String?

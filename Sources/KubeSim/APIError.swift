@@ -1,0 +1,51 @@
+import KubeClient
+
+/// An error the simulated API server answers with: an HTTP status and a
+/// `Status` body worded as kube-apiserver words it.
+struct APIError: Error, Sendable {
+    var status: Status
+    var httpCode: Int { status.code ?? 500 }
+    var retryAfterSeconds: Int?
+
+    init(_ code: Int, _ reason: String, _ message: String, details: Status.Details? = nil) {
+        status = Status(message: message, reason: reason, details: details, code: code)
+    }
+
+    static func notFound(_ kind: ResourceKind, _ name: String) -> APIError {
+        APIError(404, "NotFound", "\(kind.plural)\(kind.groupSuffix) \"\(name)\" not found",
+                 details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural))
+    }
+
+    static func alreadyExists(_ kind: ResourceKind, _ name: String) -> APIError {
+        APIError(409, "AlreadyExists", "\(kind.plural)\(kind.groupSuffix) \"\(name)\" already exists",
+                 details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural))
+    }
+
+    static func conflict(_ kind: ResourceKind, _ name: String) -> APIError {
+        APIError(409, "Conflict", "Operation cannot be fulfilled on \(kind.plural)\(kind.groupSuffix) \"\(name)\": the object has been modified; please apply your changes to the latest version and try again",
+                 details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural))
+    }
+
+    static func invalid(_ kind: ResourceKind, _ name: String, field: String, _ problem: String) -> APIError {
+        APIError(422, "Invalid", "\(kind.kind) \"\(name)\" is invalid: \(field): \(problem)",
+                 details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.kind,
+                                causes: [.init(reason: "FieldValueInvalid", message: problem, field: field)]))
+    }
+
+    static func badRequest(_ message: String) -> APIError { APIError(400, "BadRequest", message) }
+
+    static func methodNotAllowed(_ method: String) -> APIError {
+        APIError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    }
+
+    static let unauthorized = APIError(401, "Unauthorized", "Unauthorized")
+
+    static func pathNotFound(_ path: String) -> APIError {
+        APIError(404, "NotFound", "the server could not find the requested resource")
+    }
+}
+
+extension ResourceKind {
+    /// `secrets` is bare; grouped resources read `roles.rbac.authorization.k8s.io`.
+    var groupSuffix: String { group.isEmpty ? "" : ".\(group)" }
+}

@@ -1,0 +1,169 @@
+public import ArgumentParser
+import Foundation
+import KubeClient
+import Logging
+
+/// The product version, sent as `User-Agent: kubetrace-operator/<version>`.
+public let kubetraceVersion = "0.1.0"
+
+/// Exit codes (SPEC §8): 0 success, 1 runtime failure, 2 bad usage or configuration.
+public enum ExitStatus {
+    public static let runtimeFailure: Int32 = 1
+    public static let usage: Int32 = 2
+}
+
+/// A failure with the exit code it maps to and a message naming what is at fault.
+public struct CLIError: Error, CustomStringConvertible {
+    public var exitCode: Int32
+    public var message: String
+    public var description: String { message }
+    public static func configuration(_ message: String) -> CLIError { CLIError(exitCode: ExitStatus.usage, message: message) }
+    public static func runtime(_ message: String) -> CLIError { CLIError(exitCode: ExitStatus.runtimeFailure, message: message) }
+}
+
+/// Runs the command line and exits with SPEC's exit codes: argument-parser's
+/// usage errors (64 by default) become 2, configuration errors 2, runtime failures 1.
+public enum KubetraceCLI {
+    public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = .info
+            return h
+        }
+        let command: any ParsableCommand
+        do {
+            command = try KubetraceOperatorCommand.parseAsRoot(arguments)
+        } catch {
+            let code = KubetraceOperatorCommand.exitCode(for: error)
+            let message = KubetraceOperatorCommand.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                exit(0)
+            }
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
+            exit(ExitStatus.usage)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var sync = command
+                try sync.run()
+            }
+            exit(0)
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
+            exit(e.exitCode)
+        } catch let e as KubeClientError {
+            FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
+            exit(e.code == .configuration ? ExitStatus.usage : ExitStatus.runtimeFailure)
+        } catch {
+            let code = KubetraceOperatorCommand.exitCode(for: error)
+            if code == .success { exit(0) }
+            FileHandle.standardError.write(Data("kubetrace-operator: error: \(KubetraceOperatorCommand.fullMessage(for: error))\n".utf8))
+            exit(code == .validationFailure ? ExitStatus.usage : ExitStatus.runtimeFailure)
+        }
+    }
+}
+
+struct KubetraceOperatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kubetrace-operator",
+        abstract: "Keeps a cluster's Kubetrace credentials alive and its image-pull and RBAC plumbing intact.",
+        version: kubetraceVersion,
+        subcommands: [RunCommand.self, ManifestCommand.self, DoctorCommand.self, EventsCommand.self, VersionCommand.self])
+}
+
+/// Options every command that talks to a cluster shares. Flags win over the
+/// environment variables they mirror (SPEC §3).
+struct ClusterOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Kubeconfig file (env KUBECONFIG, a :-separated list, is merged when the flag is absent).", valueName: "file"))
+    var kubeconfig: String?
+
+    @Option(name: .long, help: ArgumentHelp("Kubeconfig context (default: current-context).", valueName: "name"))
+    var context: String?
+
+    @Option(name: .long, help: ArgumentHelp("Operator namespace (env POD_NAMESPACE).", valueName: "name"))
+    var namespace: String?
+
+    func validate() throws {
+        if let kubeconfig, kubeconfig.isEmpty { throw ValidationError("--kubeconfig: must not be empty") }
+        if let context, context.isEmpty { throw ValidationError("--context: must not be empty") }
+    }
+
+    /// Loads and validates the cluster configuration: `--kubeconfig`, else
+    /// `$KUBECONFIG`, else in-cluster when its environment is present, else `~/.kube/config`.
+    func loadConnection(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClusterConnection {
+        var connection: ClusterConnection
+        let envKubeconfig = environment["KUBECONFIG"].flatMap { $0.isEmpty ? nil : $0 }
+        if kubeconfig == nil, envKubeconfig == nil, environment["KUBERNETES_SERVICE_HOST"] != nil {
+            connection = try ClusterConnection.inCluster(environment: environment)
+        } else {
+            let config = try KubeConfig.load(explicitPath: kubeconfig, environment: environment)
+            connection = try ClusterConnection.from(kubeconfig: config, context: context)
+        }
+        if let ns = namespace ?? environment["POD_NAMESPACE"], !ns.isEmpty { connection.namespace = ns }
+        return connection
+    }
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version.")
+    func run() throws {
+        print("kubetrace-operator \(kubetraceVersion)")
+    }
+}
+
+/// A command whose cluster configuration is checked first, so a configuration
+/// error is reported (exit 2) before anything else happens.
+protocol ClusterCommand: AsyncParsableCommand {
+    var cluster: ClusterOptions { get }
+}
+
+extension ClusterCommand {
+    func connect() throws -> KubeClient {
+        KubeClient(connection: try cluster.loadConnection(), userAgent: "kubetrace-operator/\(kubetraceVersion)")
+    }
+}
+
+struct RunCommand: ClusterCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the operator (the daemon).")
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() async throws {
+        let client = try connect()
+        let version: String
+        do { version = try await client.serverVersion() } catch {
+            throw CLIError.runtime("cannot reach the API server of \(client.connection.source): \(error)")
+        }
+        FileHandle.standardError.write(Data("kubetrace-operator: connected to \(client.connection.server) (\(version)) via \(client.connection.source), namespace \(client.connection.namespace)\n".utf8))
+        throw CLIError.runtime("run: the watch, repair and refresh handlers are not built yet")
+    }
+}
+
+struct ManifestCommand: ClusterCommand {
+    static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Generate the cluster-specific install manifest.")
+    @OptionGroup var cluster: ClusterOptions
+    func run() async throws {
+        _ = try connect()
+        throw CLIError.runtime("manifest: not yet implemented")
+    }
+}
+
+struct DoctorCommand: ClusterCommand {
+    static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Run the troubleshooting checklist.")
+    @OptionGroup var cluster: ClusterOptions
+    func run() async throws {
+        _ = try connect()
+        throw CLIError.runtime("doctor: not yet implemented")
+    }
+}
+
+struct EventsCommand: ClusterCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Stream the typed events the operator sees, as JSON lines.")
+    @OptionGroup var cluster: ClusterOptions
+    func run() async throws {
+        _ = try connect()
+        throw CLIError.runtime("events: not yet implemented")
+    }
+}
