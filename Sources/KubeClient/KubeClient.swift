@@ -47,7 +47,8 @@ public struct KubeClient: Sendable {
             case .merge(let v), .strategicMerge(let v), .apply(let v, _, _): return v.jsonBytes()
             case .json(let ops):
                 let encoder = JSONEncoder()
-                encoder.outputFormatting = [.withoutEscapingSlashes]
+                // Sorted keys read as RFC 6902 writes them: op, path, value.
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 return Array((try? encoder.encode(ops)) ?? Data("[]".utf8))
             }
         }

@@ -115,6 +115,8 @@ public final class DevCluster: Service, Sendable {
                 certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(serving.certificatePEM.utf8), format: .pem))],
                 privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(serving.privateKey.pem.utf8), format: .pem)))
             tls.applicationProtocols = ["http/1.1"]
+            // Idle pooled client connections never answer close_notify; do not wait 5 s for them on shutdown.
+            tls.shutdownTimeout = .milliseconds(200)
             if options.requireClientCertificate, let ca = certificateAuthority {
                 tls.certificateVerification = .noHostnameVerification
                 tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(ca.certificate.certificatePEM.utf8), format: .pem)])
@@ -171,18 +173,30 @@ public final class DevCluster: Service, Sendable {
     }
 
     /// Runs a devcluster for the duration of `body` (tests, `make run`'s fallback).
-    public static func withRunning<R: Sendable>(_ options: Options = Options(), _ body: @Sendable (DevCluster) async throws -> R) async throws -> R {
-        let cluster = try DevCluster(options: options)
+    /// Shuts down gracefully afterwards, so idle keep-alive connections close at once.
+    public static func withRunning<R: Sendable>(
+        _ options: Options = Options(), logger: Logger = DevCluster.quietLogger, _ body: @Sendable (DevCluster) async throws -> R
+    ) async throws -> R {
+        let cluster = try DevCluster(options: options, logger: logger)
+        let services = ServiceGroup(configuration: .init(services: [cluster], logger: logger))
         return try await withThrowingTaskGroup(of: R?.self) { group in
             group.addTask {
-                try await cluster.run()
+                try await services.run()
                 return nil
             }
             _ = await cluster.port()
-            let result = try await body(cluster)
-            group.cancelAll()
-            while let _ = try? await group.next() {}
-            return result
+            let outcome: Result<R, any Error>
+            do { outcome = .success(try await body(cluster)) } catch { outcome = .failure(error) }
+            await services.triggerGracefulShutdown()
+            while let _ = try await group.next() {}
+            return try outcome.get()
         }
+    }
+
+    /// A logger for tests: only real problems.
+    public static var quietLogger: Logger {
+        var l = Logger(label: "kubetrace.devcluster")
+        l.logLevel = .error
+        return l
     }
 }
