@@ -37,8 +37,8 @@ public enum KubetraceCLI {
             let code = KubetraceOperatorCommand.exitCode(for: error)
             let message = KubetraceOperatorCommand.fullMessage(for: error)
             if code == .success {
-                print(message)
-                exit(0)
+                // --help, --version: argument-parser prints them itself.
+                KubetraceOperatorCommand.exit(withError: error)
             }
             FileHandle.standardError.write(Data("\(message)\n".utf8))
             exit(ExitStatus.usage)
@@ -59,7 +59,7 @@ public enum KubetraceCLI {
             exit(e.code == .configuration ? ExitStatus.usage : ExitStatus.runtimeFailure)
         } catch {
             let code = KubetraceOperatorCommand.exitCode(for: error)
-            if code == .success { exit(0) }
+            if code == .success { KubetraceOperatorCommand.exit(withError: error) }
             FileHandle.standardError.write(Data("kubetrace-operator: error: \(KubetraceOperatorCommand.fullMessage(for: error))\n".utf8))
             exit(code == .validationFailure ? ExitStatus.usage : ExitStatus.runtimeFailure)
         }

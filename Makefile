@@ -1,0 +1,41 @@
+# Kubetrace Operator — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+APT_PACKAGES := libcurl4-openssl-dev libssl-dev libsystemd-dev libsimdjson-dev pkg-config
+SWIFT ?= swift
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build test run bench devcluster clean
+
+## deps: install the Debian packages the C shims need (once; `apt-get update` first).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+## build: debug build of every product.
+build: deps
+	$(SWIFT) build
+
+## test: build everything, then run every test (unit and integration, on loopback).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+## run: the operator against the current kubeconfig's cluster, or the embedded devcluster when there is none.
+run: build
+	@scripts/dev-run.sh "$$($(SWIFT) build --show-bin-path)"
+
+## devcluster: just the embedded local Kubernetes API (state in .devcluster/).
+devcluster: build
+	"$$($(SWIFT) build --show-bin-path)/kubetrace-devcluster" --state-dir .devcluster
+
+## bench: benchmarks (their issue builds the bench executable).
+bench: build
+	@echo "make bench: the benchmark executable is not built yet (see the Benchmarks issue)"
+
+clean:
+	rm -rf .build .devcluster

@@ -1,0 +1,132 @@
+import Foundation
+import KubeSim
+import Testing
+
+/// Runs the built `kubetrace-operator` binary as a user would.
+struct CLIRun {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+func binaryDirectory() -> URL {
+    if let dir = ProcessInfo.processInfo.environment["KUBETRACE_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+    // The test runner lives in the build products directory beside the executables.
+    return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+}
+
+func runCLI(_ args: [String], environment: [String: String] = [:]) async throws -> CLIRun {
+    let process = Process()
+    process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
+    process.arguments = args
+    var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory() + "kt-no-home"]
+    env.merge(environment) { _, new in new }
+    process.environment = env
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    return try await withCheckedThrowingContinuation { cont in
+        DispatchQueue.global().async {
+            do { try process.run() } catch { cont.resume(throwing: error); return }
+            let errBox = DataBox()
+            let group = DispatchGroup()
+            group.enter()
+            DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            group.wait()
+            process.waitUntilExit()
+            cont.resume(returning: CLIRun(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errBox.data, as: UTF8.self)))
+        }
+    }
+}
+
+final class DataBox: @unchecked Sendable { var data = Data() }
+
+final class TempDir: @unchecked Sendable {
+    let path: String
+    init() {
+        path = NSTemporaryDirectory() + "kt-cli-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+    @discardableResult
+    func write(_ name: String, _ text: String) -> String {
+        let p = "\(path)/\(name)"
+        FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        return p
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct CLITests {
+    @Test func version() async throws {
+        let r = try await runCLI(["version"])
+        #expect(r.status == 0)
+        #expect(r.stdout == "kubetrace-operator 0.1.0\n")
+    }
+
+    @Test(arguments: ["run", "manifest", "doctor", "events"])
+    func configurationErrorsExit2NamingTheInput(command: String) async throws {
+        let missing = try await runCLI([command, "--kubeconfig", "/nonexistent/kubeconfig"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.hasPrefix("kubetrace-operator: error: kubeconfig /nonexistent/kubeconfig: cannot be read ("))
+
+        let dir = TempDir()
+        let bad = dir.write("config", """
+        current-context: c
+        clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+        users: [{name: u, user: {client-key-data: "not*base64"}}]
+        contexts: [{name: c, context: {cluster: c, user: u}}]
+        """)
+        let malformed = try await runCLI([command, "--kubeconfig", bad])
+        #expect(malformed.status == 2)
+        #expect(malformed.stderr == "kubetrace-operator: error: kubeconfig \(bad): users[0].user.client-key-data: not valid base64\n")
+
+        let viaEnv = try await runCLI([command], environment: ["KUBECONFIG": bad])
+        #expect(viaEnv.status == 2)
+        #expect(viaEnv.stderr.contains("users[0].user.client-key-data: not valid base64"))
+
+        let good = dir.write("good", """
+        current-context: c
+        clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+        contexts: [{name: c, context: {cluster: c}}]
+        """)
+        let unknownContext = try await runCLI([command, "--kubeconfig", good, "--context", "nope"])
+        #expect(unknownContext.status == 2)
+        #expect(unknownContext.stderr.contains("--context \"nope\" is not defined (contexts: c)"))
+    }
+
+    @Test func usageErrorsExit2() async throws {
+        let unknown = try await runCLI(["run", "--bogus"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("Unknown option '--bogus'"))
+        let noCommand = try await runCLI(["frobnicate"])
+        #expect(noCommand.status == 2)
+        let empty = try await runCLI(["run", "--kubeconfig", ""])
+        #expect(empty.status == 2)
+        #expect(empty.stderr.contains("--kubeconfig: must not be empty"))
+        let help = try await runCLI(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("SUBCOMMANDS"))
+    }
+
+    @Test func noKubeconfigAtAllSaysWhatToPass() async throws {
+        let r = try await runCLI(["doctor"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("no kubeconfig:"))
+        #expect(r.stderr.contains("pass --kubeconfig FILE"))
+    }
+
+    @Test func runConnectsToTheDevcluster() async throws {
+        try await DevCluster.withRunning { cluster in
+            let dir = TempDir()
+            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: await cluster.url()))
+            let r = try await runCLI(["run", "--kubeconfig", kubeconfig, "--namespace", "kubetrace-system"])
+            #expect(r.stderr.contains("connected to \(await cluster.url()) (v1.32.0-kubetrace-devcluster)"))
+            #expect(r.stderr.contains("namespace kubetrace-system"))
+            // The admin token in that kubeconfig never reaches the output.
+            #expect(!r.stderr.contains(cluster.adminToken))
+            #expect(!r.stdout.contains(cluster.adminToken))
+        }
+    }
+}

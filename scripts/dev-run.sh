@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the operator against the current kubeconfig's cluster when one answers,
+# otherwise starts the embedded kubetrace-devcluster and runs against that.
+set -euo pipefail
+bin="$1"
+state=".devcluster"
+
+reachable() {
+  local cfg="${KUBECONFIG:-$HOME/.kube/config}"
+  local any=""
+  IFS=: read -ra files <<< "$cfg"
+  for f in "${files[@]}"; do [ -n "$f" ] && [ -f "$f" ] && any=1; done
+  [ -n "$any" ] || return 1
+  if command -v kubectl >/dev/null 2>&1; then
+    kubectl --request-timeout=5s get --raw /version >/dev/null 2>&1
+  fi
+}
+
+if reachable; then
+  echo "make run: using the current kubeconfig's cluster" >&2
+  exec "$bin/kubetrace-operator" run
+fi
+
+echo "make run: no reachable cluster in the kubeconfig; starting kubetrace-devcluster (state in $state/)" >&2
+rm -f "$state/port"
+"$bin/kubetrace-devcluster" --state-dir "$state" &
+dev=$!
+trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT INT TERM
+for _ in $(seq 100); do
+  [ -f "$state/port" ] && break
+  kill -0 $dev 2>/dev/null || { echo "make run: kubetrace-devcluster exited" >&2; exit 1; }
+  sleep 0.1
+done
+[ -f "$state/port" ] || { echo "make run: kubetrace-devcluster did not start within 10 s" >&2; exit 1; }
+echo "make run: devcluster on port $(cat "$state/port"); kubectl: KUBECONFIG=$state/kubeconfig kubectl get ns" >&2
+KUBECONFIG="$state/kubeconfig" "$bin/kubetrace-operator" run
