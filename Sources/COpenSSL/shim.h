@@ -170,4 +170,68 @@ done:
     ERR_clear_error();
     return ok;
 }
+
+/// A fresh EC P-256 private key as PKCS#8 PEM (malloc'd). 1 on success.
+static inline int kt_ec_generate(char **keyOut) {
+    *keyOut = NULL;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_EC, NULL);
+    EVP_PKEY *key = NULL;
+    BIO *bio = NULL;
+    int ok = 0;
+    if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0) goto done;
+    if (EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1) <= 0) goto done;
+    if (EVP_PKEY_keygen(ctx, &key) <= 0) goto done;
+    bio = BIO_new(BIO_s_mem());
+    if (!bio || !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) goto done;
+    *keyOut = kt_bio_to_string(bio);
+    ok = *keyOut != NULL;
+done:
+    BIO_free(bio); EVP_PKEY_free(key); EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return ok;
+}
+
+/// ES256 (JWS): ECDSA P-256 over SHA-256, signature as 64 raw bytes r||s. 1 on success.
+static inline int kt_es256_sign(const char *keyPEM, const unsigned char *msg, size_t len, unsigned char out[64]) {
+    int ok = 0;
+    EVP_PKEY *key = kt_key_from_pem(keyPEM, strlen(keyPEM));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char der[128];
+    size_t derLen = sizeof der;
+    ECDSA_SIG *sig = NULL;
+    if (!key || !md) goto done;
+    if (EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1) goto done;
+    if (EVP_DigestSign(md, der, &derLen, msg, len) != 1) goto done;
+    const unsigned char *p = der;
+    sig = d2i_ECDSA_SIG(NULL, &p, (long)derLen);
+    if (!sig) goto done;
+    if (BN_bn2binpad(ECDSA_SIG_get0_r(sig), out, 32) != 32) goto done;
+    if (BN_bn2binpad(ECDSA_SIG_get0_s(sig), out + 32, 32) != 32) goto done;
+    ok = 1;
+done:
+    ECDSA_SIG_free(sig); EVP_MD_CTX_free(md); EVP_PKEY_free(key);
+    ERR_clear_error();
+    return ok;
+}
+
+/// Verifies an ES256 signature (64 raw bytes) with the public half of keyPEM. 1 valid, 0 not.
+static inline int kt_es256_verify(const char *keyPEM, const unsigned char *msg, size_t len, const unsigned char sig64[64]) {
+    int ok = 0;
+    EVP_PKEY *key = kt_key_from_pem(keyPEM, strlen(keyPEM));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    unsigned char *der = NULL;
+    BIGNUM *r = BN_bin2bn(sig64, 32, NULL), *s = BN_bin2bn(sig64 + 32, 32, NULL);
+    if (!key || !md || !sig || !r || !s) goto done;
+    if (ECDSA_SIG_set0(sig, r, s) != 1) goto done;
+    r = NULL; s = NULL;
+    int derLen = i2d_ECDSA_SIG(sig, &der);
+    if (derLen <= 0) goto done;
+    if (EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) != 1) goto done;
+    ok = EVP_DigestVerify(md, der, (size_t)derLen, msg, len) == 1;
+done:
+    OPENSSL_free(der); BN_free(r); BN_free(s); ECDSA_SIG_free(sig); EVP_MD_CTX_free(md); EVP_PKEY_free(key);
+    ERR_clear_error();
+    return ok;
+}
 #endif

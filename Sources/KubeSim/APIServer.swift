@@ -24,8 +24,16 @@ struct APIServer: HTTPResponder {
     typealias Context = SimRequestContext
     let store: ObjectStore
     let auth: Authenticator
+    let tokens: ServiceAccountTokens
+    let faults: FaultInjector
+    let control: @Sendable (String, [String: String]) async throws -> Void
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        let latency = faults.latency()
+        if latency > .zero { try? await Task.sleep(for: latency) }
+        if !request.uri.path.hasPrefix("/kubetrace-devcluster/"), let failure = faults.takeFailure(method: request.method.rawValue, path: request.uri.path) {
+            return Self.injected(failure)
+        }
         do {
             return try await route(request, context: context)
         } catch let e as APIError {
@@ -49,24 +57,75 @@ struct APIServer: HTTPResponder {
                                       "platform": "linux/amd64", "goVersion": "n/a", "compiler": "swift"].mapValues { .string($0) }))
         default: break
         }
-        guard auth.authenticate(request.headers[.authorization]) != nil else { throw APIError.unauthorized }
+        guard var user = await authenticate(request.headers[.authorization]) else { throw APIError.unauthorized }
+        if let name = request.headers[HTTPField.Name("Impersonate-User")!] {
+            // Only admins may impersonate here (a real cluster asks RBAC for `impersonate`).
+            guard user.groups.contains("system:masters") else {
+                throw APIError(403, "Forbidden", "users \"\(name)\" is forbidden: User \"\(user.name)\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope")
+            }
+            let groups = request.headers[values: HTTPField.Name("Impersonate-Group")!]
+            user = UserInfo(name: name, groups: groups + ["system:authenticated"])
+        }
+
+        // Fault injection and control, for tests: admins only.
+        if segments.first == "kubetrace-devcluster" {
+            guard user.groups.contains("system:masters") else { throw APIError(403, "Forbidden", "forbidden: only admins may inject faults") }
+            guard request.method == .post, segments.count == 3, segments[1] == "faults" else { throw APIError.pathNotFound(path) }
+            var params: [String: String] = [:]
+            for (k, v) in request.uri.queryParameters { params[String(k)] = String(v) }
+            try await control(segments[2], params)
+            return Self.json(.object(["kind": .string("Status"), "apiVersion": .string("v1"), "status": .string("Success")]))
+        }
 
         if segments == ["api"] {
             return Self.json(.object(["kind": .string("APIVersions"), "versions": .array([.string("v1")]),
                                       "serverAddressByClientCIDRs": .array([.object(["clientCIDR": .string("0.0.0.0/0"), "serverAddress": .string("127.0.0.1")])])]))
         }
         if segments == ["apis"] { return Self.json(Discovery.groupList()) }
+        if segments == ["openapi", "v3"] { return Self.json(Discovery.openAPIRoot()) }
+        if segments.first == "openapi", segments.count >= 3, segments[1] == "v3",
+           let doc = Discovery.openAPIDocument(path: segments.dropFirst(2).joined(separator: "/")) {
+            return Self.json(doc)
+        }
         if segments == ["api", "v1"] { return Self.json(Discovery.resourceList(group: "", version: "v1")) }
         if segments.count == 3, segments[0] == "apis" { return Self.json(Discovery.resourceList(group: segments[1], version: segments[2])) }
 
         guard let target = ResourcePath.parse(segments) else { throw APIError.pathNotFound(path) }
         let query = request.uri.queryParameters
         let method = request.method
+        let isWatch = query["watch"].map { $0 == "1" || $0 == "true" } ?? false
+        let verb: String
         switch (method, target.name) {
-        case (.get, nil):
-            if query["watch"].map({ $0 == "1" || $0 == "true" }) ?? false {
-                throw APIError(501, "NotImplemented", "watch is not served by this devcluster build yet")
+        case (.get, _) where isWatch: verb = "watch"
+        case (.get, nil): verb = "list"
+        case (.get, _): verb = "get"
+        case (.post, _): verb = "create"
+        case (.put, _): verb = "update"
+        case (.patch, _): verb = "patch"
+        case (.delete, nil): verb = "deletecollection"
+        case (.delete, _): verb = "delete"
+        default: throw APIError.methodNotAllowed(method.rawValue)
+        }
+        let attributes = RequestAttributes(verb: verb, group: target.kind.group, resource: target.kind.plural,
+                                           subresource: target.subresource, namespace: target.namespace, name: target.name)
+        guard await store.authorize(user, attributes) else { throw RBAC.forbidden(user, attributes) }
+
+        if target.kind.virtual {
+            guard method == .post, target.name == nil else { throw APIError.methodNotAllowed(method.rawValue) }
+            return try await selfSubjectAccessReview(user, body: try await Self.body(request, context: context))
+        }
+        if let sub = target.subresource {
+            switch (target.kind, sub, method) {
+            case (.serviceAccount, "token", .post):
+                return try await tokenRequest(target, body: try await Self.body(request, context: context))
+            case (.pod, "status", _): break  // the whole Pod, like the main resource
+            default: throw APIError.pathNotFound(path)
             }
+        }
+        switch (method, target.name) {
+        case (.get, _) where isWatch:
+            return try await watch(target, query: query)
+        case (.get, nil):
             let selector = try Selector(labelSelector: query["labelSelector"].map(String.init), fieldSelector: query["fieldSelector"].map(String.init))
             let limit = query["limit"].flatMap { Int($0) }
             let result = try await store.list(target.kind, namespace: target.namespace, selector: selector, limit: limit,
@@ -77,19 +136,18 @@ struct APIServer: HTTPResponder {
             return Self.json(.object(["kind": .string(target.kind.listKind), "apiVersion": .string(target.kind.apiVersion),
                                       "metadata": .object(meta), "items": .array(result.items)]))
         case (.get, let name?):
-            guard target.subresource == nil else { throw APIError.pathNotFound(path) }
             return Self.json(try await store.get(target.kind, namespace: target.namespace, name: name))
         case (.post, nil):
             let body = try await Self.body(request, context: context)
-            return Self.json(try await store.create(target.kind, namespace: target.namespace, body: body), status: 201)
+            return Self.json(try await store.create(target.kind, namespace: target.namespace, body: body, as: user), status: 201)
         case (.put, let name?):
             let body = try await Self.body(request, context: context)
-            return Self.json(try await store.update(target.kind, namespace: target.namespace, name: name, body: body))
+            return Self.json(try await store.update(target.kind, namespace: target.namespace, name: name, body: body, as: user))
         case (.patch, let name?):
             let bytes = try await request.body.collect(upTo: context.maxUploadSize)
             let contentType = request.headers[.contentType] ?? ""
             return Self.json(try await store.patch(target.kind, namespace: target.namespace, name: name,
-                                                   contentType: contentType, body: Array(buffer: bytes)))
+                                                   contentType: contentType, body: Array(buffer: bytes), as: user))
         case (.delete, let name?):
             let bytes = try await request.body.collect(upTo: context.maxUploadSize)
             var uid: String?
@@ -105,13 +163,135 @@ struct APIServer: HTTPResponder {
         }
     }
 
+    private func authenticate(_ header: String?) async -> UserInfo? {
+        if let user = auth.authenticate(header) { return user }
+        guard let header, header.hasPrefix("Bearer "),
+              let claims = tokens.verify(String(header.dropFirst(7)), now: Date()) else { return nil }
+        // A token outlives neither its ServiceAccount nor that account's uid.
+        guard await store.serviceAccountExists(namespace: claims.namespace, name: claims.name, uid: claims.uid) else { return nil }
+        return UserInfo(name: "system:serviceaccount:\(claims.namespace):\(claims.name)",
+                        groups: ["system:serviceaccounts", "system:serviceaccounts:\(claims.namespace)", "system:authenticated"])
+    }
+
+    /// `POST serviceaccounts/NAME/token`: a signed, expiring token for that account.
+    private func tokenRequest(_ target: ResourcePath, body: JSONValue) async throws -> Response {
+        let sa = try await store.get(target.kind, namespace: target.namespace, name: target.name ?? "")
+        let spec = body["spec"]
+        let seconds: Int
+        switch spec?["expirationSeconds"] {
+        case .int(let s)?: seconds = s
+        case nil, .null?: seconds = 3600
+        default: throw APIError.badRequest("spec.expirationSeconds must be an integer")
+        }
+        if seconds < 600 {
+            throw APIError.invalid(.tokenRequest, target.name ?? "", field: "spec.expirationSeconds", "Invalid value: \(seconds): may not specify a duration less than 10 minutes")
+        }
+        if seconds > 1 << 32 {
+            throw APIError.invalid(.tokenRequest, target.name ?? "", field: "spec.expirationSeconds", "Invalid value: \(seconds): may not specify a duration larger than 2^32 seconds")
+        }
+        let audiences = spec?["audiences"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let (token, expiry) = try tokens.mint(namespace: target.namespace ?? "", name: target.name ?? "",
+                                              uid: sa["metadata"]?["uid"]?.stringValue ?? "",
+                                              audiences: audiences.isEmpty ? [ServiceAccountTokens.issuer] : audiences,
+                                              lifetime: TimeInterval(seconds), now: Date())
+        var out = body.objectValue ?? [:]
+        out["apiVersion"] = .string("authentication.k8s.io/v1")
+        out["kind"] = .string("TokenRequest")
+        out["metadata"] = .object(["name": .string(target.name ?? ""), "namespace": .string(target.namespace ?? ""),
+                                   "creationTimestamp": .null])
+        var outSpec = spec?.objectValue ?? [:]
+        outSpec["audiences"] = .array((audiences.isEmpty ? [ServiceAccountTokens.issuer] : audiences).map { .string($0) })
+        outSpec["expirationSeconds"] = .int(seconds)
+        out["spec"] = .object(outSpec)
+        out["status"] = .object(["token": .string(token), "expirationTimestamp": .string(RFC3339.format(expiry))])
+        return Self.json(.object(out), status: 201)
+    }
+
+    /// `SelfSubjectAccessReview`: evaluates the caller's own permission.
+    private func selfSubjectAccessReview(_ user: UserInfo, body: JSONValue) async throws -> Response {
+        guard let attrs = body["spec"]?["resourceAttributes"] else {
+            if body["spec"]?["nonResourceAttributes"] != nil {
+                return Self.json(Self.review(body, allowed: true, reason: "non-resource URLs are readable by authenticated users"), status: 201)
+            }
+            throw APIError.invalid(.selfSubjectAccessReview, "", field: "spec.resourceAttributes", "Required value: exactly one of nonResourceAttributes or resourceAttributes must be specified")
+        }
+        func s(_ k: String) -> String? { attrs[k]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } }
+        let a = RequestAttributes(verb: s("verb") ?? "", group: s("group") ?? "", resource: s("resource") ?? "",
+                                  subresource: s("subresource"), namespace: s("namespace"), name: s("name"))
+        let allowed = await store.authorize(user, a)
+        return Self.json(Self.review(body, allowed: allowed, reason: allowed ? "RBAC: allowed" : nil), status: 201)
+    }
+
+    static func review(_ body: JSONValue, allowed: Bool, reason: String?) -> JSONValue {
+        var out = body.objectValue ?? [:]
+        out["apiVersion"] = .string("authorization.k8s.io/v1")
+        out["kind"] = .string("SelfSubjectAccessReview")
+        out["metadata"] = .object(["creationTimestamp": .null])
+        var status: [String: JSONValue] = ["allowed": .bool(allowed)]
+        if let reason { status["reason"] = .string(reason) }
+        out["status"] = .object(status)
+        return .object(out)
+    }
+
+    private func watch(_ target: ResourcePath, query: Parameters) async throws -> Response {
+        var fieldSelector = query["fieldSelector"].map(String.init)
+        if let name = target.name {
+            // The deprecated single-object watch path is a name field selector.
+            let byName = "metadata.name=\(name)"
+            fieldSelector = fieldSelector.map { "\($0),\(byName)" } ?? byName
+        }
+        let selector = try Selector(labelSelector: query["labelSelector"].map(String.init), fieldSelector: fieldSelector)
+        let bookmarks = query["allowWatchBookmarks"] == "true" || query["allowWatchBookmarks"] == "1"
+        let sendInitial = query["sendInitialEvents"] == "true"
+        if sendInitial && query["resourceVersionMatch"] != "NotOlderThan" {
+            throw APIError(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
+        }
+        let timeout: Duration
+        if let t = query["timeoutSeconds"], let secs = Int(t), secs > 0 {
+            timeout = .seconds(secs)
+        } else {
+            // As kube-apiserver: a random value in [min-request-timeout, 2×min-request-timeout).
+            timeout = .seconds(Int.random(in: 1800..<3600))
+        }
+        let stream = try await store.watch(target.kind, namespace: target.namespace, selector: selector,
+                                           resourceVersion: query["resourceVersion"].map(String.init), bookmarks: bookmarks,
+                                           sendInitialEvents: sendInitial, timeout: timeout)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            for await frame in stream {
+                try await writer.write(ByteBuffer(bytes: frame.line))
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    static func injected(_ failure: FaultInjector.FailureRule) -> Response {
+        var headers = HTTPFields()
+        if let r = failure.retryAfterSeconds { headers[.retryAfter] = String(r) }
+        if failure.plainText {
+            headers[.contentType] = "text/plain; charset=utf-8"
+            return Response(status: .init(code: failure.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: "Too many requests, please try again later.\n")))
+        }
+        var e = APIError(failure.status, failure.status == 429 ? "TooManyRequests" : "InternalError",
+                         failure.status == 429 ? "the server has received too many requests and has asked us to try again later"
+                                               : "an error on the server (\"injected fault\") has prevented the request from succeeding",
+                         details: failure.retryAfterSeconds.map { .init(retryAfterSeconds: $0) })
+        e.retryAfterSeconds = failure.retryAfterSeconds
+        return statusResponse(e)
+    }
+
     // MARK: responses
 
     static func body(_ request: Request, context: Context) async throws -> JSONValue {
-        if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json"), !type.lowercased().hasPrefix("*/*") {
-            throw APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
-        }
+        let type = (request.headers[.contentType] ?? "application/json").lowercased()
         let bytes = try await request.body.collect(upTo: context.maxUploadSize)
+        if type.hasPrefix("application/vnd.kubernetes.protobuf") {
+            return try KubeProtobuf.decode(Array(buffer: bytes))
+        }
+        if !type.hasPrefix("application/json"), !type.hasPrefix("*/*") {
+            throw APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf")
+        }
         do { return try JSONValue.parse(Array(buffer: bytes)) } catch {
             throw APIError.badRequest("the body of the request could not be decoded: invalid JSON")
         }
@@ -174,6 +354,44 @@ struct ResourcePath {
 
 /// `/apis` and `APIResourceList` documents, enough for kubectl's discovery.
 enum Discovery {
+    /// `/openapi/v3`: one document per group-version.
+    static func openAPIRoot() -> JSONValue {
+        var paths: [String: JSONValue] = [:]
+        for gv in groupVersionPaths() {
+            paths[gv] = .object(["serverRelativeURL": .string("/openapi/v3/\(gv)?hash=kubetrace-devcluster")])
+        }
+        return .object(["paths": .object(paths)])
+    }
+
+    /// A group-version document: no schemas, but every PATCH operation with its
+    /// group-version-kind and the `fieldValidation` parameter, which is what
+    /// kubectl reads to choose server-side field validation.
+    static func openAPIDocument(path gv: String) -> JSONValue? {
+        guard groupVersionPaths().contains(gv) else { return nil }
+        var paths: [String: JSONValue] = [:]
+        for k in ResourceKind.all where (k.group.isEmpty ? "api/\(k.version)" : "apis/\(k.group)/\(k.version)") == gv {
+            let base = "/\(gv)" + (k.namespaced ? "/namespaces/{namespace}" : "") + "/\(k.plural)/{name}"
+            let gvk: JSONValue = .object(["group": .string(k.group), "version": .string(k.version), "kind": .string(k.kind)])
+            let params: JSONValue = .array(["dryRun", "fieldManager", "fieldValidation", "force"].map {
+                .object(["name": .string($0), "in": .string("query"), "schema": .object(["type": .string("string")])])
+            })
+            let op: JSONValue = .object(["x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": .string("patch"),
+                                         "parameters": params, "responses": .object([:])])
+            paths[base] = .object(["patch": op])
+        }
+        return .object(["openapi": .string("3.0.0"), "info": .object(["title": .string("Kubernetes"), "version": .string("v1.32.0")]),
+                        "paths": .object(paths), "components": .object(["schemas": .object([:])])])
+    }
+
+    private static func groupVersionPaths() -> [String] {
+        var out: [String] = []
+        for k in ResourceKind.all {
+            let gv = k.group.isEmpty ? "api/\(k.version)" : "apis/\(k.group)/\(k.version)"
+            if !out.contains(gv) { out.append(gv) }
+        }
+        return out
+    }
+
     static func groupList() -> JSONValue {
         .object([
             "kind": .string("APIGroupList"), "apiVersion": .string("v1"),
@@ -189,13 +407,20 @@ enum Discovery {
         return .object([
             "kind": .string("APIResourceList"), "apiVersion": .string("v1"),
             "groupVersion": .string(group.isEmpty ? version : "\(group)/\(version)"),
-            "resources": .array(kinds.map { k in
+            "resources": .array(kinds.flatMap { k -> [JSONValue] in
                 var r: [String: JSONValue] = [
                     "name": .string(k.plural), "singularName": .string(k.singular), "namespaced": .bool(k.namespaced),
                     "kind": .string(k.kind), "verbs": .array(k.verbs.map { .string($0) }),
                 ]
                 if !k.shortNames.isEmpty { r["shortNames"] = .array(k.shortNames.map { .string($0) }) }
-                return .object(r)
+                let subs = ResourceKind.subresources.filter { $0.parent == k.plural && k.group == "" }.map { sub -> JSONValue in
+                    var o: [String: JSONValue] = ["name": .string("\(k.plural)/\(sub.name)"), "singularName": .string(""),
+                                                  "namespaced": .bool(k.namespaced), "kind": .string(sub.kind),
+                                                  "verbs": .array(sub.verbs.map { .string($0) })]
+                    if !sub.group.isEmpty { o["group"] = .string(sub.group); o["version"] = .string(sub.version) }
+                    return .object(o)
+                }
+                return [.object(r)] + subs
             }),
         ])
     }

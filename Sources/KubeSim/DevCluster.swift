@@ -22,6 +22,10 @@ public final class DevCluster: Service, Sendable {
         public var requireClientCertificate: Bool = false
         /// Where `kubeconfig` and `port` are written once listening.
         public var stateDirectory: String?
+        /// How often watchers that asked for bookmarks get one (kube-apiserver: about a minute).
+        public var bookmarkInterval: Duration = .seconds(60)
+        /// Changes kept for watches resumed from a resourceVersion.
+        public var historyLimit: Int = 10_000
         public init() {}
     }
 
@@ -32,6 +36,11 @@ public final class DevCluster: Service, Sendable {
     public let adminToken: String
     let store: ObjectStore
     let authenticator: Authenticator
+    let tokens: ServiceAccountTokens
+    /// Failed requests and latency, switched on by tests.
+    public let faults = FaultInjector()
+    private let currentServer = Mutex<ServiceGroup?>(nil)
+    private let restartRequested = Atomic<Bool>(false)
     private let serving: IssuedCertificate?
     private let logger: Logger
     private let boundPort = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
@@ -48,7 +57,8 @@ public final class DevCluster: Service, Sendable {
             certificateAuthority = nil
             serving = nil
         }
-        store = ObjectStore()
+        store = ObjectStore(historyLimit: options.historyLimit)
+        tokens = try ServiceAccountTokens()
         authenticator = Authenticator(adminToken: adminToken, certificateAuthenticated: options.requireClientCertificate)
     }
 
@@ -107,8 +117,82 @@ public final class DevCluster: Service, Sendable {
         """
     }
 
+    /// Serves until graceful shutdown; a `restart()` closes every connection
+    /// and listens again on the same port with the same state, as a restarted
+    /// API server in front of the same etcd would.
     public func run() async throws {
-        let responder = APIServer(store: store, auth: authenticator)
+        let hub = store.hub
+        try await withGracefulShutdownHandler {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await self.tick() }
+                var port = options.port
+                while true {
+                    let app = try makeApplication(port: port)
+                    let server = ServiceGroup(configuration: .init(services: [app], logger: logger))
+                    currentServer.withLock { $0 = server }
+                    try await server.run()
+                    guard restartRequested.exchange(false, ordering: .relaxed) else { break }
+                    port = await self.port()
+                }
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {
+            // Open watches would hold graceful shutdown forever: end them first.
+            hub.dropAll()
+        }
+    }
+
+    /// Fault injection: every open watch ends mid-stream.
+    public func dropWatches() { store.hub.dropAll() }
+
+    /// Fault injection: history is forgotten, so the next resume gets `410 Expired`.
+    public func compactHistory() async { await store.compactHistory() }
+
+    /// Fault injection: stop listening, close every connection, listen again.
+    public func restart() async {
+        restartRequested.store(true, ordering: .relaxed)
+        store.hub.dropAll()
+        let server = currentServer.withLock { $0 }
+        await server?.triggerGracefulShutdown()
+    }
+
+    /// The number of open watches (tests wait for their watcher to connect).
+    public var openWatches: Int { store.hub.count }
+
+    /// Bookmarks and watch timeouts.
+    private func tick() async {
+        let clock = ContinuousClock()
+        var nextBookmark = clock.now.advanced(by: options.bookmarkInterval)
+        let step = min(Duration.milliseconds(250), options.bookmarkInterval)
+        while !Task.isCancelled {
+            do { try await clock.sleep(for: step) } catch { return }
+            let now = clock.now
+            store.hub.expire(now: now)
+            if now >= nextBookmark {
+                await store.sendBookmarks()
+                nextBookmark = now.advanced(by: options.bookmarkInterval)
+            }
+        }
+    }
+
+    /// The `/kubetrace-devcluster/faults/ACTION` endpoints.
+    func control(_ action: String, _ params: [String: String]) async throws {
+        switch action {
+        case "drop-watches": dropWatches()
+        case "compact": await compactHistory()
+        case "restart": await restart()
+        case "latency": faults.setLatency(.milliseconds(Int(params["ms"] ?? "0") ?? 0))
+        case "fail":
+            faults.failNext(.init(count: Int(params["count"] ?? "1") ?? 1, status: Int(params["status"] ?? "500") ?? 500,
+                                  retryAfterSeconds: params["retryAfter"].flatMap(Int.init), plainText: params["plain"] == "true",
+                                  method: params["method"], pathPrefix: params["path"]))
+        case "clear": faults.clear()
+        default: throw APIError.badRequest("unknown fault \"\(action)\" (drop-watches, compact, restart, latency, fail, clear)")
+        }
+    }
+
+    private func makeApplication(port: Int) throws -> some Service {
+        let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, control: { [unowned self] in try await self.control($0, $1) })
         let server: HTTPServerBuilder
         if let serving {
             var tls = TLSConfiguration.makeServerConfiguration(
@@ -125,15 +209,13 @@ public final class DevCluster: Service, Sendable {
         } else {
             server = .http1()
         }
-        let app = Application(
+        return Application(
             responder: responder, server: server,
-            configuration: .init(address: .hostname(options.host, port: options.port), serverName: "kubetrace-devcluster"),
+            configuration: .init(address: .hostname(options.host, port: port), serverName: "kubetrace-devcluster"),
             onServerRunning: { [self] channel in
-                let port = channel.localAddress?.port ?? options.port
-                self.didBind(port: port)
+                self.didBind(port: channel.localAddress?.port ?? port)
             },
             logger: logger)
-        try await app.run()
     }
 
     private func didBind(port: Int) {

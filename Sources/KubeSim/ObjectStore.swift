@@ -14,7 +14,11 @@ struct ChangeEvent: Sendable {
     var kind: ResourceKind
     var key: ObjectKey
     var object: JSONValue
+    /// The object before a MODIFIED change (for selector transitions).
+    var old: JSONValue?
     var resourceVersion: Int
+    /// `object` encoded once, shared by every watcher.
+    var objectJSON: [UInt8]
 }
 
 /// The devcluster's state: every object of every kind under one global,
@@ -25,7 +29,10 @@ actor ObjectStore {
     private(set) var resourceVersion = 1
     /// Recent changes (bounded), for watches resumed from a resourceVersion.
     private(set) var history: [ChangeEvent] = []
+    /// Every change after this resourceVersion is still in `history`.
+    private(set) var historyStart: Int
     let historyLimit: Int
+    let hub = WatchHub()
     private let now: @Sendable () -> Date
 
     init(historyLimit: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init) {
@@ -44,6 +51,7 @@ actor ObjectStore {
             ])
         }
         objects[.namespace] = seeded
+        historyStart = resourceVersion
     }
 
     // MARK: reads
@@ -86,7 +94,7 @@ actor ObjectStore {
 
     // MARK: writes
 
-    func create(_ kind: ResourceKind, namespace: String?, body: JSONValue) throws(APIError) -> JSONValue {
+    func create(_ kind: ResourceKind, namespace: String?, body: JSONValue, as user: UserInfo? = nil) throws(APIError) -> JSONValue {
         guard case .object(var obj) = body else { throw APIError.badRequest("the body of the request was not a JSON object") }
         try checkTypeMeta(kind, obj)
         var meta = obj["metadata"]?.objectValue ?? [:]
@@ -112,11 +120,12 @@ actor ObjectStore {
         obj["apiVersion"] = .string(kind.apiVersion)
         obj["kind"] = .string(kind.kind)
         try normalize(kind, &obj, name: name)
+        if let user { try checkEscalation(user, kind: kind, namespace: ns, object: .object(obj)) }
         return commit("ADDED", kind, key, obj)
     }
 
     /// PUT semantics: replace, guarded by `metadata.resourceVersion` when given.
-    func update(_ kind: ResourceKind, namespace: String?, name: String, body: JSONValue) throws(APIError) -> JSONValue {
+    func update(_ kind: ResourceKind, namespace: String?, name: String, body: JSONValue, as user: UserInfo? = nil) throws(APIError) -> JSONValue {
         guard case .object(var obj) = body else { throw APIError.badRequest("the body of the request was not a JSON object") }
         try checkTypeMeta(kind, obj)
         let key = ObjectKey(namespace: namespace ?? "", name: name)
@@ -148,6 +157,7 @@ actor ObjectStore {
             throw APIError.invalid(kind, name, field: "data", "Forbidden: field is immutable when `immutable` is set")
         }
         if obj == current.merging(resourceVersion: obj["metadata"]?["resourceVersion"]) { return .object(current) }
+        if let user { try checkEscalation(user, kind: kind, namespace: namespace, object: .object(obj)) }
         // Removing the last finalizer of an object being deleted deletes it.
         if meta["deletionTimestamp"] != nil, (meta["finalizers"]?.arrayValue ?? []).isEmpty {
             return commit("DELETED", kind, key, obj, remove: true)
@@ -155,7 +165,7 @@ actor ObjectStore {
         return commit("MODIFIED", kind, key, obj)
     }
 
-    func patch(_ kind: ResourceKind, namespace: String?, name: String, contentType: String, body: [UInt8]) throws(APIError) -> JSONValue {
+    func patch(_ kind: ResourceKind, namespace: String?, name: String, contentType: String, body: [UInt8], as user: UserInfo? = nil) throws(APIError) -> JSONValue {
         let key = ObjectKey(namespace: namespace ?? "", name: name)
         guard let current = objects[kind]?[key] else { throw APIError.notFound(kind, name) }
         let patched = try Patching.apply(contentType: contentType, patch: body, to: current, kind: kind)
@@ -165,7 +175,7 @@ actor ObjectStore {
             meta["resourceVersion"] = nil
             obj["metadata"] = .object(meta)
         }
-        return try update(kind, namespace: namespace, name: name, body: .object(obj))
+        return try update(kind, namespace: namespace, name: name, body: .object(obj), as: user)
     }
 
     /// Deletes, or marks for deletion when finalizers remain.
@@ -195,6 +205,53 @@ actor ObjectStore {
         return commit("DELETED", kind, key, obj, remove: true)
     }
 
+    // MARK: watch
+
+    /// Opens a watch. `resourceVersion` nil or "0" starts with synthetic ADDED
+    /// events for the current state; a specific one replays the changes after
+    /// it, or answers with a 410 Expired ERROR event when history no longer
+    /// reaches back that far. `sendInitialEvents` ends the synthetic events
+    /// with the `k8s.io/initial-events-end` bookmark.
+    func watch(_ kind: ResourceKind, namespace: String?, selector: Selector, resourceVersion rv: String?, bookmarks: Bool,
+               sendInitialEvents: Bool, timeout: Duration?) throws(APIError) -> AsyncStream<WatchFrame> {
+        var initial: [WatchFrame] = []
+        if sendInitialEvents || rv == nil || rv == "" || rv == "0" {
+            let current = (objects[kind] ?? [:]).filter { (namespace == nil || $0.key.namespace == namespace) && selector.matches($0.value) }
+            for (_, obj) in current.sorted(by: { $0.key < $1.key }) { initial.append(.event("ADDED", objectJSON: obj.jsonBytes())) }
+            if sendInitialEvents {
+                initial.append(.bookmark(kind: kind, resourceVersion: resourceVersion, initialEventsEnd: true))
+            }
+        } else {
+            guard let from = Int(rv!) else {
+                throw APIError.badRequest("resourceVersion: Invalid value: \"\(rv!)\": must be a non-negative integer")
+            }
+            if from < historyStart {
+                return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: false, timeout: nil,
+                                     initial: [.expired(requested: from, oldest: historyStart + 1)], endAfterInitial: true)
+            }
+            if from > resourceVersion {
+                throw APIError(504, "Timeout", "Too large resource version: \(from), current: \(resourceVersion)",
+                               details: .init(causes: [.init(reason: "ResourceVersionTooLarge", message: "Too large resource version")], retryAfterSeconds: 1))
+            }
+            for change in history where change.resourceVersion > from && change.kind == kind
+                && (namespace == nil || change.key.namespace == namespace) {
+                if let type = WatchHub.translate(change, for: selector) {
+                    initial.append(.event(type, objectJSON: change.objectJSON))
+                }
+            }
+        }
+        return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, timeout: timeout, initial: initial)
+    }
+
+    /// Sends a bookmark at the current resourceVersion to every watcher that wants them.
+    func sendBookmarks() { hub.bookmark(resourceVersion: resourceVersion) }
+
+    /// Fault injection: forget all history, so any resume gets 410 Expired.
+    func compactHistory() {
+        history.removeAll()
+        historyStart = resourceVersion
+    }
+
     // MARK: internals
 
     private func commit(_ type: String, _ kind: ResourceKind, _ key: ObjectKey, _ obj: [String: JSONValue], remove: Bool = false) -> JSONValue {
@@ -204,9 +261,17 @@ actor ObjectStore {
         meta["resourceVersion"] = .string(String(resourceVersion))
         o["metadata"] = .object(meta)
         let value = JSONValue.object(o)
+        let old = objects[kind]?[key]
         if remove { objects[kind]?[key] = nil } else { objects[kind, default: [:]][key] = value }
-        history.append(ChangeEvent(type: type, kind: kind, key: key, object: value, resourceVersion: resourceVersion))
-        if history.count > historyLimit { history.removeFirst(history.count - historyLimit) }
+        let change = ChangeEvent(type: type, kind: kind, key: key, object: value, old: old, resourceVersion: resourceVersion, objectJSON: value.jsonBytes())
+        history.append(change)
+        if history.count > historyLimit + historyLimit / 4 {
+            // Trim in batches so appends stay amortized O(1).
+            let drop = history.count - historyLimit
+            historyStart = history[drop - 1].resourceVersion
+            history.removeFirst(drop)
+        }
+        hub.publish(change)
         return value
     }
 
@@ -290,10 +355,94 @@ private extension Dictionary where Key == String, Value == JSONValue {
 }
 
 extension ResourceKind {
-    static let namespace = ResourceKind.all[0]
-    static let secret = ResourceKind.all[1]
-    static let serviceAccount = ResourceKind.all[2]
-    static let pod = ResourceKind.all[3]
-    static let roleBinding = ResourceKind.all[8]
-    static let clusterRoleBinding = ResourceKind.all[10]
+    static let namespace = find(group: "", version: "v1", plural: "namespaces")!
+    static let secret = find(group: "", version: "v1", plural: "secrets")!
+    static let serviceAccount = find(group: "", version: "v1", plural: "serviceaccounts")!
+    static let pod = find(group: "", version: "v1", plural: "pods")!
+    static let role = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "roles")!
+    static let roleBinding = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings")!
+    static let clusterRole = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles")!
+    static let selfSubjectAccessReview = find(group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews")!
+    /// Only for error messages: TokenRequest is a subresource, not a stored kind.
+    static let tokenRequest = ResourceKind(group: "authentication.k8s.io", version: "v1", plural: "tokenrequests", singular: "tokenrequest", kind: "TokenRequest", namespaced: true)
+    static let clusterRoleBinding = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings")!
+}
+
+// MARK: - RBAC over the stored Roles and bindings
+
+extension ObjectStore {
+    /// The rules granted to `user` in `namespace` (nil: cluster-wide rules only).
+    func rules(for user: UserInfo, namespace: String?) -> [Rule] {
+        if user.groups.contains("system:masters") { return [Rule(verbs: ["*"], apiGroups: ["*"], resources: ["*"])] }
+        var out = builtinRules
+        func subjectMatches(_ s: JSONValue) -> Bool {
+            let name = s["name"]?.stringValue ?? ""
+            switch s["kind"]?.stringValue {
+            case "User": return name == user.name
+            case "Group": return user.groups.contains(name)
+            case "ServiceAccount": return user.name == "system:serviceaccount:\(s["namespace"]?.stringValue ?? ""):\(name)"
+            default: return false
+            }
+        }
+        func roleRules(_ ref: JSONValue?, bindingNamespace: String?) -> [Rule] {
+            guard let kindName = ref?["kind"]?.stringValue, let name = ref?["name"]?.stringValue else { return [] }
+            let role: JSONValue?
+            if kindName == "ClusterRole" {
+                role = objects[.clusterRole]?[ObjectKey(namespace: "", name: name)]
+            } else if let ns = bindingNamespace {
+                role = objects[.role]?[ObjectKey(namespace: ns, name: name)]
+            } else { role = nil }
+            return role?["rules"]?.arrayValue?.map(Rule.init) ?? []
+        }
+        for (_, b) in objects[.clusterRoleBinding] ?? [:] where (b["subjects"]?.arrayValue ?? []).contains(where: subjectMatches) {
+            out += roleRules(b["roleRef"], bindingNamespace: nil)
+        }
+        if let namespace {
+            for (key, b) in objects[.roleBinding] ?? [:] where key.namespace == namespace && (b["subjects"]?.arrayValue ?? []).contains(where: subjectMatches) {
+                out += roleRules(b["roleRef"], bindingNamespace: namespace)
+            }
+        }
+        return out
+    }
+
+    /// What every authenticated user may do (system:basic-user, system:discovery).
+    private var builtinRules: [Rule] {
+        [Rule(verbs: ["create"], apiGroups: ["authorization.k8s.io"], resources: ["selfsubjectaccessreviews", "selfsubjectrulesreviews"])]
+    }
+
+    func authorize(_ user: UserInfo, _ a: RequestAttributes) -> Bool {
+        rules(for: user, namespace: a.namespace).contains { $0.allows(a) }
+    }
+
+    /// kube-apiserver's escalation prevention for Role/ClusterRole and (Cluster)RoleBinding writes.
+    func checkEscalation(_ user: UserInfo, kind: ResourceKind, namespace: String?, object: JSONValue) throws(APIError) {
+        let name = object["metadata"]?["name"]?.stringValue ?? ""
+        let owner = rules(for: user, namespace: namespace)
+        switch kind {
+        case .role, .clusterRole:
+            let verb = RequestAttributes(verb: "escalate", group: kind.group, resource: kind.plural, namespace: namespace, name: name)
+            if owner.contains(where: { $0.allows(verb) }) { return }
+            let requested = object["rules"]?.arrayValue?.map(Rule.init) ?? []
+            let missing = RBAC.uncovered(requested, by: owner)
+            if !missing.isEmpty { throw RBAC.escalation(user, kind: kind, name: name, missing: missing) }
+        case .roleBinding, .clusterRoleBinding:
+            guard let refKind = object["roleRef"]?["kind"]?.stringValue, let refName = object["roleRef"]?["name"]?.stringValue else { return }
+            let refResource = refKind == "ClusterRole" ? "clusterroles" : "roles"
+            let bind = RequestAttributes(verb: "bind", group: "rbac.authorization.k8s.io", resource: refResource, namespace: namespace, name: refName)
+            if owner.contains(where: { $0.allows(bind) }) { return }
+            let refRole: JSONValue? = refKind == "ClusterRole"
+                ? objects[.clusterRole]?[ObjectKey(namespace: "", name: refName)]
+                : objects[.role]?[ObjectKey(namespace: namespace ?? "", name: refName)]
+            let requested = refRole?["rules"]?.arrayValue?.map(Rule.init) ?? []
+            let missing = RBAC.uncovered(requested, by: owner)
+            if !missing.isEmpty { throw RBAC.escalation(user, kind: kind, name: name, missing: missing) }
+        default:
+            return
+        }
+    }
+
+    /// The ServiceAccount a token names, if it still exists with that uid.
+    func serviceAccountExists(namespace: String, name: String, uid: String) -> Bool {
+        objects[.serviceAccount]?[ObjectKey(namespace: namespace, name: name)]?["metadata"]?["uid"]?.stringValue == uid
+    }
 }

@@ -8,6 +8,8 @@ public struct ResourceKind: Sendable, Hashable {
     public var namespaced: Bool
     public var shortNames: [String] = []
     public var verbs: [String] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    /// Served but never stored (reviews): only `create`.
+    public var virtual = false
 
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
     var listKind: String { kind + "List" }
@@ -26,6 +28,14 @@ public struct ResourceKind: Sendable, Hashable {
         ResourceKind(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles", singular: "clusterrole", kind: "ClusterRole", namespaced: false),
         ResourceKind(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings", singular: "clusterrolebinding", kind: "ClusterRoleBinding", namespaced: false),
         ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: true),
+        ResourceKind(group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews", singular: "selfsubjectaccessreview",
+                     kind: "SelfSubjectAccessReview", namespaced: false, verbs: ["create"], virtual: true),
+    ]
+
+    /// Subresources listed in discovery: (parent plural, subresource, kind, group, version, verbs).
+    static let subresources: [(parent: String, name: String, kind: String, group: String, version: String, verbs: [String])] = [
+        ("serviceaccounts", "token", "TokenRequest", "authentication.k8s.io", "v1", ["create"]),
+        ("pods", "status", "Pod", "", "v1", ["get", "patch", "update"]),
     ]
 
     static func find(group: String, version: String, plural: String) -> ResourceKind? {

@@ -1,0 +1,126 @@
+import Foundation
+import KubeClient
+import Synchronization
+
+/// One line of a watch stream, already encoded.
+struct WatchFrame: Sendable {
+    var line: [UInt8]
+
+    static func event(_ type: String, objectJSON: [UInt8]) -> WatchFrame {
+        var line = Array(#"{"type":""#.utf8)
+        line += Array(type.utf8)
+        line += Array(#"","object":"#.utf8)
+        line += objectJSON
+        line += Array("}\n".utf8)
+        return WatchFrame(line: line)
+    }
+
+    static func expired(requested: Int, oldest: Int) -> WatchFrame {
+        let status = Status(message: "too old resource version: \(requested) (\(oldest))", reason: "Expired", code: 410)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var json = (try? encoder.encode(status)).map(Array.init) ?? []
+        // kube-apiserver sends `metadata: {}` in a Status; keep the shape.
+        if json.first == UInt8(ascii: "{") { json = Array(#"{"metadata":{},"#.utf8) + json.dropFirst() }
+        return .event("ERROR", objectJSON: json)
+    }
+
+    static func bookmark(kind: ResourceKind, resourceVersion: Int, initialEventsEnd: Bool = false) -> WatchFrame {
+        var meta: [String: JSONValue] = ["resourceVersion": .string(String(resourceVersion))]
+        if initialEventsEnd { meta["annotations"] = .object(["k8s.io/initial-events-end": .string("true")]) }
+        let obj: JSONValue = .object(["kind": .string(kind.kind), "apiVersion": .string(kind.apiVersion), "metadata": .object(meta)])
+        return .event("BOOKMARK", objectJSON: obj.jsonBytes())
+    }
+}
+
+/// The live watchers. The store publishes into it inside its own serialized
+/// turns, so every watcher sees changes in resourceVersion order. A watcher
+/// that falls more than `bufferLimit` frames behind is closed, as a real API
+/// server closes a slow watch: it resumes from its last resourceVersion.
+final class WatchHub: Sendable {
+    struct Subscriber: Sendable {
+        var kind: ResourceKind
+        var namespace: String?
+        var selector: Selector
+        var bookmarks: Bool
+        var deadline: ContinuousClock.Instant?
+        var continuation: AsyncStream<WatchFrame>.Continuation
+    }
+
+    private let subscribers = Mutex<[Int: Subscriber]>([:])
+    private let nextID = Atomic<Int>(0)
+    let bufferLimit: Int
+
+    init(bufferLimit: Int = 100_000) { self.bufferLimit = bufferLimit }
+
+    var count: Int { subscribers.withLock { $0.count } }
+
+    /// Registers a watcher whose first frames are `initial`.
+    func subscribe(kind: ResourceKind, namespace: String?, selector: Selector, bookmarks: Bool, timeout: Duration?, initial: [WatchFrame], endAfterInitial: Bool = false) -> AsyncStream<WatchFrame> {
+        let (stream, cont) = AsyncStream.makeStream(of: WatchFrame.self, bufferingPolicy: .bufferingOldest(bufferLimit))
+        for f in initial { cont.yield(f) }
+        if endAfterInitial {
+            cont.finish()
+            return stream
+        }
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
+        let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
+        subscribers.withLock { $0[id] = Subscriber(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, deadline: deadline, continuation: cont) }
+        cont.onTermination = { [weak self] _ in self?.remove(id) }
+        return stream
+    }
+
+    func remove(_ id: Int) { _ = subscribers.withLock { $0.removeValue(forKey: id) } }
+
+    /// Delivers one change to every watcher it concerns, translating selector
+    /// transitions: an object that stops matching is DELETED for that watcher,
+    /// one that starts matching is ADDED.
+    func publish(_ change: ChangeEvent) {
+        var slow: [AsyncStream<WatchFrame>.Continuation] = []
+        subscribers.withLock { subs in
+            for (_, s) in subs where s.kind == change.kind && (s.namespace == nil || s.namespace == change.key.namespace) {
+                guard let type = Self.translate(change, for: s.selector) else { continue }
+                if case .dropped = s.continuation.yield(.event(type, objectJSON: change.objectJSON)) { slow.append(s.continuation) }
+            }
+        }
+        for c in slow { c.finish() }
+    }
+
+    static func translate(_ change: ChangeEvent, for selector: Selector) -> String? {
+        if selector.isEmpty { return change.type }
+        switch change.type {
+        case "ADDED": return selector.matches(change.object) ? "ADDED" : nil
+        case "DELETED": return selector.matches(change.object) ? "DELETED" : nil
+        default:
+            let was = change.old.map(selector.matches) ?? false
+            let now = selector.matches(change.object)
+            switch (was, now) {
+            case (true, true): return "MODIFIED"
+            case (false, true): return "ADDED"
+            case (true, false): return "DELETED"
+            case (false, false): return nil
+            }
+        }
+    }
+
+    /// Sends a BOOKMARK at `resourceVersion` to every watcher that asked for them.
+    func bookmark(resourceVersion: Int) {
+        subscribers.withLock { subs in
+            for s in subs.values where s.bookmarks {
+                _ = s.continuation.yield(.bookmark(kind: s.kind, resourceVersion: resourceVersion))
+            }
+        }
+    }
+
+    /// Ends watches whose `timeoutSeconds` passed.
+    func expire(now: ContinuousClock.Instant) {
+        let done = subscribers.withLock { subs in subs.values.filter { $0.deadline.map { $0 <= now } ?? false }.map(\.continuation) }
+        for c in done { c.finish() }
+    }
+
+    /// Fault injection: every open watch ends mid-stream.
+    func dropAll() {
+        let all = subscribers.withLock { $0.values.map(\.continuation) }
+        for c in all { c.finish() }
+    }
+}
