@@ -26,6 +26,10 @@ struct APIServer: HTTPResponder {
     let auth: Authenticator
     let tokens: ServiceAccountTokens
     let faults: FaultInjector
+    let kubetraceAPI: KubetraceAPIEmulator
+    let vultr: VultrEmulator
+    /// The devcluster's own URL and CA (base64 PEM), handed out by the Kubetrace API emulator.
+    let serverInfo: @Sendable () async -> (url: String, caData: String?)
     let control: @Sendable (String, [String: String]) async throws -> Void
 
     func respond(to request: Request, context: Context) async throws -> Response {
@@ -56,6 +60,20 @@ struct APIServer: HTTPResponder {
             return Self.json(.object(["major": "1", "minor": "32", "gitVersion": "v1.32.0-kubetrace-devcluster",
                                       "platform": "linux/amd64", "goVersion": "n/a", "compiler": "swift"].mapValues { .string($0) }))
         default: break
+        }
+        if path.hasPrefix(KubetraceAPIEmulator.pathPrefix + "/") {
+            let body = try await request.body.collect(upTo: context.maxUploadSize)
+            let info = await serverInfo()
+            let answer = await kubetraceAPI.handle(
+                method: request.method.rawValue, path: path, authorization: request.headers[.authorization], body: Array(buffer: body),
+                server: info.url, caData: info.caData,
+                mint: { ns, name, lifetime in try await self.mintForEmulator(namespace: ns, name: name, lifetime: lifetime) })
+            return try await Self.emulated(answer)
+        }
+        if path.hasPrefix(VultrEmulator.pathPrefix + "/") {
+            var q: [String: String] = [:]
+            for (k, v) in request.uri.queryParameters { q[String(k)] = String(v) }
+            return try await Self.emulated(vultr.handle(method: request.method.rawValue, path: path, query: q, authorization: request.headers[.authorization]))
         }
         guard var user = await authenticate(request.headers[.authorization]) else { throw APIError.unauthorized }
         if let name = request.headers[HTTPField.Name("Impersonate-User")!] {
@@ -161,6 +179,20 @@ struct APIServer: HTTPResponder {
         default:
             throw APIError.methodNotAllowed(method.rawValue)
         }
+    }
+
+    static func emulated(_ a: KubetraceAPIEmulator.Answer) async throws -> Response {
+        if let delay = a.delay { try await Task.sleep(for: delay) }
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        if let r = a.retryAfter { headers[.retryAfter] = String(r) }
+        return Response(status: .init(code: a.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: a.body)))
+    }
+
+    /// Tokens for the Kubetrace API emulator: real service-account JWTs, any lifetime.
+    private func mintForEmulator(namespace: String, name: String, lifetime: TimeInterval) async throws -> (String, Date) {
+        let uid = (try? await store.get(.serviceAccount, namespace: namespace, name: name))?["metadata"]?["uid"]?.stringValue ?? ""
+        return try tokens.mint(namespace: namespace, name: name, uid: uid, audiences: [ServiceAccountTokens.issuer], lifetime: lifetime, now: Date())
     }
 
     private func authenticate(_ header: String?) async -> UserInfo? {

@@ -39,8 +39,18 @@ public final class DevCluster: Service, Sendable {
     let tokens: ServiceAccountTokens
     /// Failed requests and latency, switched on by tests.
     public let faults = FaultInjector()
+    /// SPEC §4's Kubetrace API, under `/kubetrace-api`.
+    public let kubetraceAPI: KubetraceAPIEmulator
+    /// Vultr's registry credentials endpoint, under `/vultr`.
+    public let vultr: VultrEmulator
+    /// The operator token the Kubetrace API emulator accepts from the start.
+    public let operatorToken: String
+    /// The Vultr API key the Vultr emulator accepts from the start.
+    public let vultrAPIKey: String
+    public static let vultrRegistryID = "devcluster-registry"
     private let currentServer = Mutex<ServiceGroup?>(nil)
     private let restartRequested = Atomic<Bool>(false)
+    private let lastBoundPort = Atomic<Int>(0)
     private let serving: IssuedCertificate?
     private let logger: Logger
     private let boundPort = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
@@ -49,6 +59,10 @@ public final class DevCluster: Service, Sendable {
         self.options = options
         self.logger = logger
         adminToken = "kt-admin-" + UUID().uuidString.lowercased()
+        operatorToken = "kt_op_" + UUID().uuidString.lowercased()
+        vultrAPIKey = "vultr-" + UUID().uuidString.lowercased()
+        kubetraceAPI = KubetraceAPIEmulator(operatorToken: operatorToken)
+        vultr = VultrEmulator(apiKey: vultrAPIKey, registryID: Self.vultrRegistryID, registry: .init(host: "blr.vultrcr.com", name: "kubetrace"))
         if options.tls {
             let ca = try CertificateAuthority.generate(commonName: "kubetrace-devcluster-ca")
             certificateAuthority = ca
@@ -132,7 +146,7 @@ public final class DevCluster: Service, Sendable {
                     currentServer.withLock { $0 = server }
                     try await server.run()
                     guard restartRequested.exchange(false, ordering: .relaxed) else { break }
-                    port = await self.port()
+                    port = lastBoundPort.load(ordering: .relaxed)
                 }
                 group.cancelAll()
             }
@@ -149,11 +163,14 @@ public final class DevCluster: Service, Sendable {
     public func compactHistory() async { await store.compactHistory() }
 
     /// Fault injection: stop listening, close every connection, listen again.
+    /// Returns once the new listener is up.
     public func restart() async {
         restartRequested.store(true, ordering: .relaxed)
+        boundPort.withLock { $0.port = nil }
         store.hub.dropAll()
         let server = currentServer.withLock { $0 }
         await server?.triggerGracefulShutdown()
+        _ = await port()
     }
 
     /// The number of open watches (tests wait for their watcher to connect).
@@ -187,12 +204,23 @@ public final class DevCluster: Service, Sendable {
                                   retryAfterSeconds: params["retryAfter"].flatMap(Int.init), plainText: params["plain"] == "true",
                                   method: params["method"], pathPrefix: params["path"]))
         case "clear": faults.clear()
+        case "kubetrace-api":
+            if let f = params["fail"] {
+                guard let failure = KubetraceAPIEmulator.Failure(rawValue: f) else { throw APIError.badRequest("unknown Kubetrace API failure \"\(f)\"") }
+                kubetraceAPI.fail(failure, times: Int(params["count"] ?? "1") ?? 1)
+            }
+            if let secs = params["tokenLifetime"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.tokenLifetime = secs } }
+            if let secs = params["registryLifetime"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.registryLifetime = secs } }
+            if let rotate = params["rotateOperatorToken"] { kubetraceAPI.configure { $0.rotateOperatorToken = rotate == "true" } }
+        case "vultr":
+            if let status = params["fail"].flatMap(Int.init) { vultr.failNext(status: status) }
         default: throw APIError.badRequest("unknown fault \"\(action)\" (drop-watches, compact, restart, latency, fail, clear)")
         }
     }
 
     private func makeApplication(port: Int) throws -> some Service {
-        let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, control: { [unowned self] in try await self.control($0, $1) })
+        let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, kubetraceAPI: kubetraceAPI, vultr: vultr,
+                                  serverInfo: { [unowned self] in (await self.url(), self.certificateAuthority.map { Data($0.certificate.certificatePEM.utf8).base64EncodedString() }) }, control: { [unowned self] in try await self.control($0, $1) })
         let server: HTTPServerBuilder
         if let serving {
             var tls = TLSConfiguration.makeServerConfiguration(
@@ -219,6 +247,7 @@ public final class DevCluster: Service, Sendable {
     }
 
     private func didBind(port: Int) {
+        lastBoundPort.store(port, ordering: .relaxed)
         let waiters = boundPort.withLock { s in
             s.port = port
             defer { s.waiters = [] }
@@ -240,6 +269,11 @@ public final class DevCluster: Service, Sendable {
         let server = "\(options.tls ? "https" : "http")://\(options.host):\(port)"
         // The kubeconfig holds the admin token: owner-only, written whole then renamed.
         try Self.writeAtomically(kubeconfigYAML(server: server), to: "\(directory)/kubeconfig", mode: 0o600)
+        try Self.writeAtomically(operatorToken + "\n", to: "\(directory)/operator_token", mode: 0o600)
+        try Self.writeAtomically(vultrAPIKey + "\n", to: "\(directory)/vultr_api_key", mode: 0o600)
+        try Self.writeAtomically("\(server)\(KubetraceAPIEmulator.pathPrefix)\n", to: "\(directory)/api_url", mode: 0o644)
+        try Self.writeAtomically("\(server)\(VultrEmulator.pathPrefix)\n", to: "\(directory)/vultr_api_url", mode: 0o644)
+        // Written last: its presence says the others are ready.
         try Self.writeAtomically("\(port)\n", to: "\(directory)/port", mode: 0o644)
         if let ca = certificateAuthority {
             try Self.writeAtomically(ca.certificate.certificatePEM, to: "\(directory)/ca.crt", mode: 0o644)
