@@ -6,7 +6,7 @@ APT_PACKAGES := libcurl4-openssl-dev libssl-dev libsystemd-dev libsimdjson-dev p
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test run bench devcluster clean
+.PHONY: deps test-deps build test run bench devcluster clean
 
 ## deps: install the Debian packages the C shims need (once; `apt-get update` first).
 deps:
@@ -16,12 +16,17 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+## test-deps: the second clients the devcluster is tested with (kubectl ships with these machines).
+test-deps: deps
+	@python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
+	@command -v kubectl >/dev/null || { echo "make test: kubectl is required (it ships with these machines)"; exit 1; }
+
 ## build: debug build of every product.
 build: deps
 	$(SWIFT) build
 
 ## test: build everything, then run every test (unit and integration, on loopback).
-test: deps
+test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

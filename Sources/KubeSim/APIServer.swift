@@ -43,7 +43,7 @@ struct APIServer: HTTPResponder {
         } catch let e as APIError {
             return Self.statusResponse(e)
         } catch {
-            if "\(error)".contains("too large") || "\(error)".contains("413") {
+            if let e = error as? any HTTPResponseError, e.status == .contentTooLarge {
                 return Self.statusResponse(APIError(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"))
             }
             return Self.statusResponse(APIError(500, "InternalError", "Internal error occurred: \(error)"))

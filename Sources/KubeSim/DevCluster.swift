@@ -173,8 +173,11 @@ public final class DevCluster: Service, Sendable {
         _ = await port()
     }
 
-    /// The number of open watches (tests wait for their watcher to connect).
+    /// The number of open watches.
     public var openWatches: Int { store.hub.count }
+
+    /// Returns once at least `count` watches are open (tests wait for an outside watcher to connect).
+    public func waitForWatches(_ count: Int) async { await store.hub.waitForWatches(count) }
 
     /// Bookmarks and watch timeouts.
     private func tick() async {

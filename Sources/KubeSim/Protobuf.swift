@@ -105,15 +105,20 @@ enum KubeProtobuf {
         while let (field, wire) = try r.tag() {
             guard let (name, type) = schema[field] else { try r.skip(wire); continue }
             switch type {
-            case .string: out[name] = .string(String(decoding: try r.lengthDelimited(), as: UTF8.self))
+            // Kubernetes' proto2 encoding writes empty strings and zero numbers that JSON omits.
+            case .string:
+                let v = String(decoding: try r.lengthDelimited(), as: UTF8.self)
+                if !v.isEmpty { out[name] = .string(v) }
             case .bytes: out[name] = .string(Data(try r.lengthDelimited()).base64EncodedString())
             case .bool: out[name] = .bool(try r.varint() != 0)
-            case .int: out[name] = .int(Int(truncatingIfNeeded: try r.varint()))
+            case .int:
+                let v = Int(truncatingIfNeeded: try r.varint())
+                if v != 0 { out[name] = .int(v) }
             case .time:
                 var t = Reader(bytes: try r.lengthDelimited())
                 var seconds: UInt64 = 0
                 while let (f, w) = try t.tag() { if f == 1 { seconds = try t.varint() } else { try t.skip(w) } }
-                out[name] = .string(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(Int64(bitPattern: seconds)))))
+                if seconds != 0 { out[name] = .string(RFC3339.format(Date(timeIntervalSince1970: TimeInterval(Int64(bitPattern: seconds))))) }
             case .message(let m):
                 out[name] = .object(try message(try r.lengthDelimited(), schema: schemas[m] ?? [:]))
             case .repeatedString:

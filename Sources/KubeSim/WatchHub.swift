@@ -48,6 +48,8 @@ final class WatchHub: Sendable {
     }
 
     private let subscribers = Mutex<[Int: Subscriber]>([:])
+    /// Tasks waiting until at least N watches are open.
+    private let waiters = Mutex<[(count: Int, continuation: CheckedContinuation<Void, Never>)]>([])
     private let nextID = Atomic<Int>(0)
     let bufferLimit: Int
 
@@ -67,7 +69,26 @@ final class WatchHub: Sendable {
         let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
         subscribers.withLock { $0[id] = Subscriber(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, deadline: deadline, continuation: cont) }
         cont.onTermination = { [weak self] _ in self?.remove(id) }
+        let open = count
+        let ready = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
+            let (now, later) = (w.filter { $0.count <= open }, w.filter { $0.count > open })
+            w = later
+            return now.map(\.continuation)
+        }
+        for c in ready { c.resume() }
         return stream
+    }
+
+    /// Returns once at least `count` watches are open.
+    func waitForWatches(_ count: Int) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = waiters.withLock { w -> Bool in
+                if self.count >= count { return true }
+                w.append((count, c))
+                return false
+            }
+            if now { c.resume() }
+        }
     }
 
     func remove(_ id: Int) { _ = subscribers.withLock { $0.removeValue(forKey: id) } }
