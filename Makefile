@@ -38,9 +38,10 @@ run: build
 devcluster: build
 	"$$($(SWIFT) build --show-bin-path)/kubetrace-devcluster" --state-dir .devcluster
 
-## bench: benchmarks (their issue builds the bench executable).
-bench: build
-	@echo "make bench: the benchmark executable is not built yet (see the Benchmarks issue)"
+## bench: benchmarks, release build; prints a table and writes $(BENCH_OUT) (default .build/bench.json).
+bench: deps
+	$(SWIFT) build -c release --product kubetrace-bench
+	"$$($(SWIFT) build -c release --show-bin-path)/kubetrace-bench" devcluster
 
 clean:
 	rm -rf .build .devcluster

@@ -1,0 +1,124 @@
+import ArgumentParser
+import Foundation
+import KubeClient
+import KubeSim
+import Logging
+
+/// `kubetrace-bench`: measured numbers, printed as a table and written as JSON.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kubetrace-bench",
+        abstract: "Benchmarks of the operator's core paths (run with `make bench`).",
+        subcommands: [DevClusterBench.self], defaultSubcommand: DevClusterBench.self)
+}
+
+struct DevClusterBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "devcluster", abstract: "The devcluster: objects held, write rate, watch fan-out.")
+
+    @Option(help: "Objects to create before measuring.") var objects = 20_000
+    @Option(help: "Updates made while the watchers watch.") var updates = 20_000
+    @Option(help: "Concurrent watchers.") var watchers = 4
+    @Option(help: "Concurrent writers.") var writers = 8
+    @Option(help: "Where to write the JSON figures (default: $BENCH_OUT or .build/bench.json).") var output: String?
+
+    func run() async throws {
+        let figures = try await DevCluster.withRunning { cluster in
+            let client = try await adminClient(cluster)
+            let clock = ContinuousClock()
+            _ = try await client.create(Namespace(metadata: ObjectMeta(name: "bench")))
+
+            // 1. Fill the store.
+            let t0 = clock.now
+            try await forEachConcurrently(0..<objects, width: writers) { i in
+                _ = try await client.create(Secret(metadata: ObjectMeta(name: "s-\(i)", namespace: "bench", labels: ["i": "\(i % 10)"]),
+                                                   type: "Opaque", data: ["token": SecretBytes("value-\(i)")]))
+            }
+            let createSeconds = (clock.now - t0).seconds
+            let tl = clock.now
+            let listed = try await client.listAll(Secret.self, namespace: "bench")
+            let listSeconds = (clock.now - tl).seconds
+            precondition(listed.items.count == objects, "listed \(listed.items.count) of \(objects)")
+
+            // 2. Watchers from the list's resourceVersion; writers update every object in turn.
+            let path = Secret.resource.path(namespace: "bench")
+            let query: [(String, String)] = [("watch", "1"), ("resourceVersion", listed.resourceVersion)]
+            var bodies: [HTTPBody] = []
+            for _ in 0..<watchers { bodies.append(try await client.stream(path: path, query: query).1) }
+            let tw = clock.now
+            let delivered: Double = try await withThrowingTaskGroup(of: Void.self) { group in
+                for body in bodies {
+                    group.addTask {
+                        var lines = 0
+                        for try await chunk in body {
+                            for b in chunk where b == UInt8(ascii: "\n") { lines += 1 }
+                            if lines >= updates { return }
+                        }
+                    }
+                }
+                try await forEachConcurrently(0..<updates, width: writers) { i in
+                    let name = "s-\(i % objects)"
+                    _ = try await client.patch(Secret.self, namespace: "bench", name: name, .merge(.object(["metadata": .object(["labels": .object(["u": .string("\(i)")])])])))
+                }
+                try await group.waitForAll()
+                return (clock.now - tw).seconds
+            }
+            let events = Double(updates * watchers)
+            return [
+                ("devcluster_objects", Double(objects)),
+                ("devcluster_create_per_s", Double(objects) / createSeconds),
+                ("devcluster_list_s", listSeconds),
+                ("devcluster_watchers", Double(watchers)),
+                ("devcluster_events_per_s", events / delivered),
+                ("devcluster_events_per_s_per_watcher", Double(updates) / delivered),
+                ("rss_mb_devcluster", residentMegabytes()),
+            ]
+        }
+        report(figures)
+    }
+
+    func report(_ figures: [(String, Double)]) {
+        print("| measure | value |")
+        print("| --- | ---: |")
+        for (k, v) in figures { print("| \(k) | \(String(format: v < 10 ? "%.3f" : "%.0f", v)) |") }
+        let path = output ?? ProcessInfo.processInfo.environment["BENCH_OUT"] ?? ".build/bench.json"
+        var json: [String: JSONValue] = [:]
+        if let old = try? JSONValue.parse(Array((try? Data(contentsOf: URL(fileURLWithPath: path))) ?? Data())), let o = old.objectValue { json = o }
+        for (k, v) in figures { json[k] = .double((v * 1000).rounded() / 1000) }
+        FileManager.default.createFile(atPath: path, contents: Data(JSONValue.object(json).jsonBytes()))
+        print("figures written to \(path)")
+    }
+}
+
+func adminClient(_ cluster: DevCluster) async throws -> KubeClient {
+    let yaml = cluster.kubeconfigYAML(server: await cluster.url())
+    return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "devcluster", directory: "/")))
+}
+
+/// Runs `body` for every element with at most `width` in flight.
+func forEachConcurrently<S: Sequence & Sendable>(_ items: S, width: Int, _ body: @escaping @Sendable (S.Element) async throws -> Void) async throws where S.Element: Sendable {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var inFlight = 0
+        for item in items {
+            if inFlight == width {
+                try await group.next()
+                inFlight -= 1
+            }
+            group.addTask { try await body(item) }
+            inFlight += 1
+        }
+        try await group.waitForAll()
+    }
+}
+
+/// VmRSS of this process, in MB.
+func residentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kb / 1024
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
