@@ -263,6 +263,7 @@ public final class DevCluster: Service, Sendable {
                 logger.error("cannot write the devcluster state", metadata: ["directory": "\(dir)", "error": "\(error)"])
             }
         }
+        logger.info("kubetrace-devcluster ready", metadata: ["port": "\(port)", "state": "\(options.stateDirectory ?? "-")"])
         for w in waiters { w.resume(returning: port) }
     }
 

@@ -130,3 +130,38 @@ final class TempDir: @unchecked Sendable {
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct DevClusterBinaryTests {
+    @Test func startsWritesItsStateAndStopsCleanlyOnSIGTERM() async throws {
+        let dir = TempDir()
+        let process = Process()
+        process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-devcluster")
+        process.arguments = ["--state-dir", "\(dir.path)/state"]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        let (exited, exitedCont) = AsyncStream.makeStream(of: Int32.self)
+        process.terminationHandler = { exitedCont.yield($0.terminationStatus); exitedCont.finish() }
+        try process.run()
+        // "ready" is logged once the state files are written.
+        let (listening, listeningCont) = AsyncStream.makeStream(of: Void.self)
+        let reader = err.fileHandleForReading
+        let seen = DataBox()
+        reader.readabilityHandler = { h in
+            seen.data.append(h.availableData)
+            if String(decoding: seen.data, as: UTF8.self).contains("kubetrace-devcluster ready") { listeningCont.yield() }
+        }
+        for await _ in listening { break }
+        reader.readabilityHandler = nil
+        let port = try String(contentsOfFile: "\(dir.path)/state/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(Int(port) != nil)
+        let attrs = try FileManager.default.attributesOfItem(atPath: "\(dir.path)/state/kubeconfig")
+        #expect((attrs[.posixPermissions] as? Int) == 0o600)
+        let r = try await runCLI(["run", "--kubeconfig", "\(dir.path)/state/kubeconfig"])
+        #expect(r.stderr.contains("connected to https://127.0.0.1:\(port)"))
+        kill(process.processIdentifier, SIGTERM)
+        var status: Int32 = -1
+        for await s in exited { status = s }
+        #expect(status == 0)
+    }
+}
