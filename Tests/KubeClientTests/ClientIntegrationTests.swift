@@ -127,7 +127,7 @@ import Testing
             #expect(first?.isUnauthorized == true)
             // The token rotates on disk: the next 401 drops the cached one and the retry reads the new file.
             dir.write("token", "rotated-token\n")
-            cluster.addToken("rotated-token", user: "rotated")
+            cluster.addToken("rotated-token", user: "rotated", groups: ["system:masters"])
             _ = try await client.list(Secret.self, namespace: "default")
 
             cluster.addBasicUser("alice", password: "pw-1", groups: ["system:masters"])
