@@ -1,0 +1,143 @@
+public import KubeClient
+
+/// The metadata every projection keeps.
+public struct MetaProjection: Sendable, Equatable {
+    public var name = ""
+    public var namespace = ""
+    public var uid = ""
+    public var resourceVersion = ""
+    public var labels: [String: String] = [:]
+    public var annotations: [String: String] = [:]
+    /// Owners as (kind, name); `controller` names the controlling owner, if any.
+    public var owners: [(kind: String, name: String)] = []
+    public var controller: String?
+    public var deleting = false
+
+    public init() {}
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.name == b.name && a.namespace == b.namespace && a.uid == b.uid && a.resourceVersion == b.resourceVersion
+            && a.labels == b.labels && a.annotations == b.annotations && a.controller == b.controller && a.deleting == b.deleting
+            && a.owners.map { "\($0.kind)/\($0.name)" } == b.owners.map { "\($0.kind)/\($0.name)" }
+    }
+
+    /// `namespace/name`, the store key.
+    public var key: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
+
+    mutating func take(_ e: DecodedEntry) -> Bool {
+        switch e.field {
+        case .name: name = e.value
+        case .namespace: namespace = e.value
+        case .uid: uid = e.value
+        case .resourceVersion: resourceVersion = e.value
+        case .label: labels[e.key] = e.value
+        case .annotation: annotations[e.key] = e.value
+        case .owner: owners.append((e.key, e.value))
+        case .ownerController: controller = e.value
+        case .deletionTimestamp: deleting = true
+        default: return false
+        }
+        return true
+    }
+}
+
+/// A small struct holding only what the handlers need of an object, built
+/// from the decoder's entries. The watch machinery is generic over it.
+public protocol Projection: Sendable {
+    /// Where the kind lives in the API.
+    static var resource: ResourceType { get }
+    /// What the decoder extracts for it.
+    static var decoding: DecodingProfile { get }
+    var meta: MetaProjection { get }
+    init(entries: some Sequence<DecodedEntry>)
+}
+
+/// A Secret: its type, the names of its data keys, and the values of the keys the operator manages.
+public struct SecretProjection: Projection, Equatable {
+    public static let resource = Secret.resource
+    public static let decoding = DecodingProfile.secret
+    /// Data keys whose values are kept (decoded, redacted in every printout).
+    public static let managedKeys: Set<String> = [".dockerconfigjson", "kubeconfig", "operator_token", "vultr_api_key", "registry_id"]
+    public var meta = MetaProjection()
+    public var type = ""
+    public var dataKeys: [String] = []
+    public var values: [String: SecretBytes] = [:]
+
+    public init(entries: some Sequence<DecodedEntry>) {
+        for e in entries where !meta.take(e) {
+            switch e.field {
+            case .secretType: type = e.value
+            case .data:
+                dataKeys.append(e.key)
+                if Self.managedKeys.contains(e.key) {
+                    // An undecodable value is kept as empty bytes: the handler sees it is corrupt.
+                    values[e.key] = SecretBytes(Base64.decode(e.value) ?? [])
+                }
+            default: break
+            }
+        }
+    }
+}
+
+public struct ServiceAccountProjection: Projection, Equatable {
+    public static let resource = ServiceAccount.resource
+    public static let decoding = DecodingProfile.serviceAccount
+    public var meta = MetaProjection()
+    public var imagePullSecrets: [String] = []
+
+    public init(entries: some Sequence<DecodedEntry>) {
+        for e in entries where !meta.take(e) {
+            if e.field == .pullSecret { imagePullSecrets.append(e.value) }
+        }
+    }
+}
+
+public struct PodProjection: Projection, Equatable {
+    public static let resource = Pod.resource
+    public static let decoding = DecodingProfile.pod
+    public struct Waiting: Sendable, Equatable {
+        public var reason: String
+        public var message: String
+    }
+    public var meta = MetaProjection()
+    public var serviceAccountName = ""
+    public var images: [String] = []
+    public var imagePullSecrets: [String] = []
+    public var waiting: [Waiting] = []
+
+    public init(entries: some Sequence<DecodedEntry>) {
+        for e in entries where !meta.take(e) {
+            switch e.field {
+            case .serviceAccountName: serviceAccountName = e.value
+            case .image: images.append(e.value)
+            case .pullSecret: imagePullSecrets.append(e.value)
+            case .waiting: waiting.append(Waiting(reason: e.key, message: e.value))
+            default: break
+            }
+        }
+    }
+}
+
+/// Metadata plus the object's JSON, for kinds handled on cold paths (Roles, bindings, Leases).
+public struct RawProjection<Kind: KubeResource>: Projection {
+    public static var resource: ResourceType { Kind.resource }
+    public static var decoding: DecodingProfile { .raw }
+    public var meta = MetaProjection()
+    public var json: [UInt8] = []
+
+    public init(entries: some Sequence<DecodedEntry>) {
+        for e in entries where !meta.take(e) {
+            if e.field == .raw { json = Array(e.value.utf8) }
+        }
+    }
+
+    /// The full object, decoded with Codable.
+    public func object() throws -> Kind { try JSONDecoder().decode(Kind.self, from: Data(json)) }
+}
+
+import Foundation
+
+/// Strict base64 (Secret `data` values).
+enum Base64 {
+    static func decode(_ s: String) -> [UInt8]? { Data(base64Encoded: s).map(Array.init) }
+}

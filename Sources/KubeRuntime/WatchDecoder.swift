@@ -1,0 +1,126 @@
+import CSimdjson
+import Foundation
+
+/// What the decoder extracts besides metadata.
+public enum DecodingProfile: Int32, Sendable {
+    case meta = 0, secret = 1, serviceAccount = 2, pod = 3, raw = 4
+}
+
+/// One extracted field: `key` for map entries and pairs, `value` for the text.
+public struct DecodedEntry: Sendable {
+    public enum Field: UInt32, Sendable {
+        case eventType = 1, name, namespace, uid, resourceVersion, label, annotation, owner, ownerController, deletionTimestamp
+        case secretType, data, serviceAccountName, image, pullSecret, waiting, statusCode, statusReason, statusMessage, raw
+        case objectKind, itemBegin, listResourceVersion, listContinue
+        case unknown = 0
+    }
+    public var field: Field
+    public var key: String
+    public var value: String
+}
+
+/// A decoded watch line.
+public enum DecodedEvent<P: Projection>: Sendable {
+    case added(P), modified(P), deleted(P)
+    case bookmark(resourceVersion: String, initialEventsEnd: Bool)
+    /// An `ERROR` event: its Status code, reason and message.
+    case error(code: Int, reason: String, message: String)
+}
+
+/// Why a line could not be used. The reflector logs it once and goes on.
+public struct WatchDecodingError: Error, CustomStringConvertible, Sendable {
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// simdjson On-Demand behind a Swift face (the only file that imports the shim).
+/// Not thread-safe: one per reflector.
+public final class WatchDecoder {
+    private let decoder: OpaquePointer
+    /// Bytes of readable slack simdjson needs after the data.
+    public static let padding = Int(kt_padding())
+
+    public init() {
+        decoder = kt_decoder_new()
+    }
+
+    deinit { kt_decoder_free(decoder) }
+
+    /// Decodes one event line. `capacity - count >= padding` readable bytes must follow `bytes`.
+    public func decodeEvent<P: Projection>(_ bytes: UnsafeRawBufferPointer, capacity: Int, as: P.Type) throws(WatchDecodingError) -> DecodedEvent<P> {
+        var entries: UnsafePointer<kt_entry>?
+        let n = kt_decode_event(decoder, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, capacity, P.decoding.rawValue, &entries)
+        guard n >= 0, let entries else { throw WatchDecodingError(reason: String(cString: kt_decoder_error(decoder))) }
+        let list = UnsafeBufferPointer(start: entries, count: Int(n))
+        var type = ""
+        var kind = ""
+        for e in list {
+            if e.field == KT_F_EVENT_TYPE.rawValue { type = Self.text(e.value, e.value_len) }
+            else if e.field == KT_F_OBJECT_KIND.rawValue { kind = Self.text(e.value, e.value_len) }
+        }
+        switch type {
+        case "ADDED", "MODIFIED", "DELETED":
+            let p = P(entries: list.lazy.map(Self.entry))
+            guard !p.meta.name.isEmpty, !p.meta.resourceVersion.isEmpty else {
+                throw WatchDecodingError(reason: "\(type) event without metadata.name or metadata.resourceVersion")
+            }
+            return type == "ADDED" ? .added(p) : type == "MODIFIED" ? .modified(p) : .deleted(p)
+        case "BOOKMARK":
+            var rv = ""
+            var end = false
+            for e in list {
+                if e.field == KT_F_RESOURCE_VERSION.rawValue { rv = Self.text(e.value, e.value_len) }
+                if e.field == KT_F_ANNOTATION.rawValue, Self.text(e.key, e.key_len) == "k8s.io/initial-events-end" { end = Self.text(e.value, e.value_len) == "true" }
+            }
+            guard !rv.isEmpty else { throw WatchDecodingError(reason: "BOOKMARK without metadata.resourceVersion") }
+            return .bookmark(resourceVersion: rv, initialEventsEnd: end)
+        case "ERROR":
+            var code = 0, reason = "", message = ""
+            for e in list {
+                switch e.field {
+                case KT_F_STATUS_CODE.rawValue: code = Int(Self.text(e.value, e.value_len)) ?? 0
+                case KT_F_STATUS_REASON.rawValue: reason = Self.text(e.value, e.value_len)
+                case KT_F_STATUS_MESSAGE.rawValue: message = Self.text(e.value, e.value_len)
+                default: break
+                }
+            }
+            _ = kind
+            return .error(code: code, reason: reason, message: message)
+        default:
+            throw WatchDecodingError(reason: "unknown watch event type \"\(type)\"")
+        }
+    }
+
+    /// Decodes a `…List` answer into projections, its resourceVersion and continue token.
+    public func decodeList<P: Projection>(_ bytes: UnsafeRawBufferPointer, capacity: Int, as: P.Type) throws(WatchDecodingError) -> (items: [P], resourceVersion: String, continue: String?) {
+        var entries: UnsafePointer<kt_entry>?
+        let n = kt_decode_list(decoder, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, capacity, P.decoding.rawValue, &entries)
+        guard n >= 0, let entries else { throw WatchDecodingError(reason: String(cString: kt_decoder_error(decoder))) }
+        let list = UnsafeBufferPointer(start: entries, count: Int(n))
+        var items: [P] = []
+        var rv = ""
+        var cont: String?
+        var start: Int?
+        for i in 0..<list.count {
+            let e = list[i]
+            if e.field == KT_F_LIST_RESOURCE_VERSION.rawValue { rv = Self.text(e.value, e.value_len) }
+            else if e.field == KT_F_LIST_CONTINUE.rawValue { cont = Self.text(e.value, e.value_len) }
+            else if e.field == KT_F_ITEM_BEGIN.rawValue {
+                if let s = start { items.append(P(entries: list[s..<i].lazy.map(Self.entry))) }
+                start = i + 1
+            }
+        }
+        if let s = start { items.append(P(entries: list[s...].lazy.map(Self.entry))) }
+        return (items, rv, (cont?.isEmpty ?? true) ? nil : cont)
+    }
+
+    static func entry(_ e: kt_entry) -> DecodedEntry {
+        DecodedEntry(field: DecodedEntry.Field(rawValue: e.field) ?? .unknown, key: text(e.key, e.key_len), value: text(e.value, e.value_len))
+    }
+
+    @inline(__always)
+    static func text(_ p: UnsafePointer<CChar>?, _ n: UInt32) -> String {
+        guard let p, n > 0 else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: Int(n)), as: UTF8.self)
+    }
+}
