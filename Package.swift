@@ -105,7 +105,7 @@ let package = Package(
         .executableTarget(
             name: "kubetrace-bench",
             dependencies: [
-                "KubeSim", "KubeClient",
+                "KubeSim", "KubeClient", "KubeRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -125,7 +125,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KubeRuntimeTests",
-            dependencies: ["KubeRuntime", "KubeSim", "KubeClient"],
+            dependencies: ["KubeRuntime", "KubeSim", "KubeClient", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -26,6 +26,7 @@ struct APIServer: HTTPResponder {
     let auth: Authenticator
     let tokens: ServiceAccountTokens
     let faults: FaultInjector
+    let streamingList: Bool
     let kubetraceAPI: KubetraceAPIEmulator
     let vultr: VultrEmulator
     /// The devcluster's own URL and CA (base64 PEM), handed out by the Kubetrace API emulator.
@@ -275,6 +276,9 @@ struct APIServer: HTTPResponder {
         let selector = try Selector(labelSelector: query["labelSelector"].map(String.init), fieldSelector: fieldSelector)
         let bookmarks = query["allowWatchBookmarks"] == "true" || query["allowWatchBookmarks"] == "1"
         let sendInitial = query["sendInitialEvents"] == "true"
+        if sendInitial && !streamingList {
+            throw APIError(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
+        }
         if sendInitial && query["resourceVersionMatch"] != "NotOlderThan" {
             throw APIError(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
         }

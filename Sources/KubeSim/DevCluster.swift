@@ -26,6 +26,8 @@ public final class DevCluster: Service, Sendable {
         public var bookmarkInterval: Duration = .seconds(60)
         /// Changes kept for watches resumed from a resourceVersion.
         public var historyLimit: Int = 10_000
+        /// Serve streaming lists (`sendInitialEvents`); false answers as a server with the WatchList gate off.
+        public var streamingList = true
         public init() {}
     }
 
@@ -222,7 +224,7 @@ public final class DevCluster: Service, Sendable {
     }
 
     private func makeApplication(port: Int) throws -> some Service {
-        let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, kubetraceAPI: kubetraceAPI, vultr: vultr,
+        let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, streamingList: options.streamingList, kubetraceAPI: kubetraceAPI, vultr: vultr,
                                   serverInfo: { [unowned self] in (await self.url(), self.certificateAuthority.map { Data($0.certificate.certificatePEM.utf8).base64EncodedString() }) }, control: { [unowned self] in try await self.control($0, $1) })
         let server: HTTPServerBuilder
         if let serving {

@@ -10,7 +10,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kubetrace-bench",
         abstract: "Benchmarks of the operator's core paths (run with `make bench`).",
-        subcommands: [DevClusterBench.self], defaultSubcommand: DevClusterBench.self)
+        subcommands: [DecodeBench.self, DevClusterBench.self])
 }
 
 struct DevClusterBench: AsyncParsableCommand {
@@ -74,10 +74,10 @@ struct DevClusterBench: AsyncParsableCommand {
                 ("rss_mb_devcluster", residentMegabytes()),
             ]
         }
-        report(figures)
+        Self.report(figures, output: output)
     }
 
-    func report(_ figures: [(String, Double)]) {
+    static func report(_ figures: [(String, Double)], output: String?) {
         print("| measure | value |")
         print("| --- | ---: |")
         for (k, v) in figures { print("| \(k) | \(String(format: v < 10 ? "%.3f" : "%.0f", v)) |") }

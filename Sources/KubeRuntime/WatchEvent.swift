@@ -1,0 +1,188 @@
+/// What a watcher delivers: every change exactly once, in order, and
+/// `synced` once the initial state (or a relist's difference) is delivered.
+public enum WatchEvent<P: Projection>: Sendable {
+    case added(P)
+    case modified(P)
+    case deleted(P)
+    case synced
+
+    public var projection: P? {
+        switch self {
+        case .added(let p), .modified(let p), .deleted(let p): return p
+        case .synced: return nil
+        }
+    }
+
+    public var typeName: String {
+        switch self {
+        case .added: "added"
+        case .modified: "modified"
+        case .deleted: "deleted"
+        case .synced: "synced"
+        }
+    }
+}
+
+/// The watcher's view of the server: projections by `namespace/name`.
+public struct ProjectionStore<P: Projection>: Sendable {
+    public private(set) var objects: [String: P] = [:]
+
+    public init() {}
+
+    public var count: Int { objects.count }
+    public subscript(key: String) -> P? { objects[key] }
+
+    /// Applies an upsert, returning the event to deliver (added for a new key).
+    mutating func upsert(_ p: P) -> WatchEvent<P> {
+        let key = p.meta.key
+        let existed = objects.updateValue(p, forKey: key) != nil
+        return existed ? .modified(p) : .added(p)
+    }
+
+    /// Applies a delete, returning the event to deliver (nil for an unknown key).
+    mutating func remove(_ p: P) -> WatchEvent<P>? {
+        objects.removeValue(forKey: p.meta.key).map { _ in .deleted(p) }
+    }
+
+    /// Replaces the contents with a fresh list and returns the difference as
+    /// events, so a relist delivers each change once and nothing twice.
+    mutating func replace(with items: [P]) -> [WatchEvent<P>] {
+        var events: [WatchEvent<P>] = []
+        var fresh: [String: P] = [:]
+        fresh.reserveCapacity(items.count)
+        for item in items {
+            let key = item.meta.key
+            fresh[key] = item
+            if let old = objects[key] {
+                if old.meta.resourceVersion != item.meta.resourceVersion || old.meta.uid != item.meta.uid { events.append(.modified(item)) }
+            } else {
+                events.append(.added(item))
+            }
+        }
+        for (key, old) in objects where fresh[key] == nil { events.append(.deleted(old)) }
+        objects = fresh
+        return events
+    }
+}
+
+/// Turns the bytes of one watch response into events against the store:
+/// framing, decoding, store update. The reflector and the benchmark share it.
+public struct WatchStreamProcessor<P: Projection> {
+    public var framer: LineFramer
+    let decoder = WatchDecoder()
+    public var store = ProjectionStore<P>()
+    /// The last resourceVersion seen (object or bookmark): where to resume.
+    public var resourceVersion = ""
+    /// Lines that could not be used since the last `takeDecodeErrors()`.
+    public private(set) var decodeErrors: [(line: Int, reason: String)] = []
+
+    /// What the stream says besides object changes.
+    public enum Signal: Sendable, Equatable {
+        case initialEventsEnd
+        /// A bookmark without the initial-events-end annotation during a
+        /// streaming list: the server ignored `sendInitialEvents`.
+        case plainBookmark
+        /// `ERROR` with 410: the resourceVersion is too old; relist.
+        case expired(String)
+        /// Any other `ERROR` event.
+        case error(code: Int, message: String)
+    }
+
+    public init(maxLineBytes: Int = 16 << 20) {
+        framer = LineFramer(maxLineBytes: maxLineBytes)
+    }
+
+    /// Consumes a chunk, appending the resulting events to `out`; returns the
+    /// first signal seen (the caller acts on it and reconnects or relists).
+    public mutating func consume(_ chunk: some Collection<UInt8>, into out: inout [WatchEvent<P>], during initialList: Bool = false) throws -> Signal? {
+        framer.append(chunk)
+        var signal: Signal?
+        let decoder = self.decoder
+        // Move the store out so it stays uniquely referenced (no copy-on-write per chunk).
+        var store = self.store
+        self.store = ProjectionStore()
+        var rv = resourceVersion
+        var errors = decodeErrors
+        let line0 = framer.lineNumber
+        var index = 0
+        defer {
+            self.store = store
+            self.resourceVersion = rv
+            self.decodeErrors = errors
+        }
+        try framer.forEachLine { bytes, capacity in
+            index += 1
+            guard signal == nil else { return }
+            do {
+                switch try decoder.decodeEvent(bytes, capacity: capacity, as: P.self) {
+                case .added(let p), .modified(let p):
+                    rv = p.meta.resourceVersion
+                    out.append(store.upsert(p))
+                case .deleted(let p):
+                    rv = p.meta.resourceVersion
+                    if let e = store.remove(p) { out.append(e) }
+                case .bookmark(let v, let end):
+                    rv = v
+                    if end { signal = .initialEventsEnd }
+                case .error(let code, let reason, let message):
+                    signal = (code == 410 || reason == "Expired" || reason == "Gone") ? .expired(message) : .error(code: code, message: message)
+                }
+            } catch {
+                if errors.count < 100 { errors.append((line0 + index, (error as? WatchDecodingError)?.reason ?? "\(error)")) }
+            }
+        }
+        return signal
+    }
+
+    /// During a streaming list: collects the synthetic ADDED objects instead of
+    /// applying them, so the caller can replace the store and deliver the difference.
+    public mutating func consume(_ chunk: some Collection<UInt8>, collectingInto items: inout [P]) throws -> Signal? {
+        framer.append(chunk)
+        var signal: Signal?
+        let decoder = self.decoder
+        var rv = resourceVersion
+        var errors = decodeErrors
+        let line0 = framer.lineNumber
+        var index = 0
+        defer {
+            self.resourceVersion = rv
+            self.decodeErrors = errors
+        }
+        try framer.forEachLine { bytes, capacity in
+            index += 1
+            guard signal == nil else { return }
+            do {
+                switch try decoder.decodeEvent(bytes, capacity: capacity, as: P.self) {
+                case .added(let p), .modified(let p):
+                    rv = p.meta.resourceVersion
+                    items.append(p)
+                case .deleted(let p):
+                    rv = p.meta.resourceVersion
+                    items.removeAll { $0.meta.key == p.meta.key }
+                case .bookmark(let v, let end):
+                    rv = v
+                    signal = end ? .initialEventsEnd : .plainBookmark
+                case .error(let code, let reason, let message):
+                    signal = (code == 410 || reason == "Expired" || reason == "Gone") ? .expired(message) : .error(code: code, message: message)
+                }
+            } catch {
+                if errors.count < 100 { errors.append((line0 + index, (error as? WatchDecodingError)?.reason ?? "\(error)")) }
+            }
+        }
+        return signal
+    }
+
+    public mutating func takeDecodeErrors() -> [(line: Int, reason: String)] {
+        defer { decodeErrors = [] }
+        return decodeErrors
+    }
+
+    /// Decodes a list page.
+    public func decodeList(_ bytes: [UInt8]) throws -> (items: [P], resourceVersion: String, continue: String?) {
+        var padded = bytes
+        padded.append(contentsOf: repeatElement(0, count: WatchDecoder.padding))
+        return try padded.withUnsafeBytes { raw in
+            try decoder.decodeList(UnsafeRawBufferPointer(rebasing: raw[0..<bytes.count]), capacity: raw.count, as: P.self)
+        }
+    }
+}
