@@ -78,7 +78,8 @@ let package = Package(
         .target(
             name: "KubetraceOperator",
             dependencies: [
-                "KubeClient",
+                "KubeClient", "KubeRuntime",
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -130,7 +131,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OperatorCLITests",
-            dependencies: ["KubetraceOperator", "KubeSim"],
+            dependencies: ["KubetraceOperator", "KubeSim", "KubeClient"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -68,8 +68,9 @@ public struct SecretProjection: Projection, Equatable {
             switch e.field {
             case .secretType: type = e.value
             case .data:
-                dataKeys.append(e.key)
-                if Self.managedKeys.contains(e.key) {
+                let key = e.key
+                dataKeys.append(key)
+                if Self.managedKeys.contains(key) {
                     // An undecodable value is kept as empty bytes: the handler sees it is corrupt.
                     values[e.key] = SecretBytes(Base64.decode(e.value) ?? [])
                 }

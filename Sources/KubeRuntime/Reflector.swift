@@ -108,9 +108,15 @@ public struct Reflector<P: Projection>: Sendable {
                     needList = true
                     stats.relisted()
                     logger.info("resourceVersion expired; relisting", metadata: ["resourceVersion": "\(processor.resourceVersion)"])
-                case .ended:
+                case .ended(let lasted):
                     stats.reconnected()
                     if clock.now - t0 >= options.healthyAfter { failures = 0 }
+                    if lasted < .seconds(1) {
+                        // As client-go: a watch that ends at once counts as a failure, so a
+                        // server that keeps closing streams never turns this into a hot loop.
+                        failures += 1
+                        try await Task.sleep(for: backoff(failures: failures, retryAfter: nil))
+                    }
                 }
             } catch is CancellationError {
                 return

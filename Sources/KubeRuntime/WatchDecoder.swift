@@ -7,7 +7,10 @@ public enum DecodingProfile: Int32, Sendable {
 }
 
 /// One extracted field: `key` for map entries and pairs, `value` for the text.
-public struct DecodedEntry: Sendable {
+/// It points into the decoder's buffers and is valid only while a projection
+/// is being built; text becomes a `String` only when a projection asks for it,
+/// so values nobody keeps (most Secret data) are never copied.
+public struct DecodedEntry {
     public enum Field: UInt32, Sendable {
         case eventType = 1, name, namespace, uid, resourceVersion, label, annotation, owner, ownerController, deletionTimestamp
         case secretType, data, serviceAccountName, image, pullSecret, waiting, statusCode, statusReason, statusMessage, raw
@@ -15,8 +18,16 @@ public struct DecodedEntry: Sendable {
         case unknown = 0
     }
     public var field: Field
-    public var key: String
-    public var value: String
+    let keyBytes: UnsafeRawBufferPointer
+    let valueBytes: UnsafeRawBufferPointer
+    public var key: String { String(decoding: keyBytes, as: UTF8.self) }
+    public var value: String { String(decoding: valueBytes, as: UTF8.self) }
+
+    public init(field: Field, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        self.field = field
+        self.keyBytes = key
+        self.valueBytes = value
+    }
 }
 
 /// A decoded watch line.
@@ -115,7 +126,9 @@ public final class WatchDecoder {
     }
 
     static func entry(_ e: kt_entry) -> DecodedEntry {
-        DecodedEntry(field: DecodedEntry.Field(rawValue: e.field) ?? .unknown, key: text(e.key, e.key_len), value: text(e.value, e.value_len))
+        DecodedEntry(field: DecodedEntry.Field(rawValue: e.field) ?? .unknown,
+                     key: UnsafeRawBufferPointer(start: e.key, count: Int(e.key_len)),
+                     value: UnsafeRawBufferPointer(start: e.value, count: Int(e.value_len)))
     }
 
     @inline(__always)

@@ -158,12 +158,3 @@ struct DoctorCommand: ClusterCommand {
         throw CLIError.runtime("doctor: not yet implemented")
     }
 }
-
-struct EventsCommand: ClusterCommand {
-    static let configuration = CommandConfiguration(commandName: "events", abstract: "Stream the typed events the operator sees, as JSON lines.")
-    @OptionGroup var cluster: ClusterOptions
-    func run() async throws {
-        _ = try connect()
-        throw CLIError.runtime("events: not yet implemented")
-    }
-}

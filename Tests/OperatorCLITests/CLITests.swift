@@ -1,4 +1,5 @@
 import Foundation
+import KubeClient
 import KubeSim
 import Testing
 
@@ -164,4 +165,35 @@ final class TempDir: @unchecked Sendable {
         for await s in exited { status = s }
         #expect(status == 0)
     }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct EventsCommandTests {
+    @Test func printsTypedEventsAsJSONLinesWithoutSecretValues() async throws {
+        try await DevCluster.withRunning { cluster in
+            let dir = TempDir()
+            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: await cluster.url()))
+            let client = try await cliClient(cluster)
+            _ = try await client.create(Secret(metadata: ObjectMeta(name: "pull", namespace: "default"), type: "Opaque", data: ["operator_token": SecretBytes("CANARY-events-secret")]))
+            _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "sa", namespace: "default")))
+            let r = try await runCLI(["events", "--kubeconfig", kubeconfig, "--namespace", "default", "--kind", "secrets,serviceaccounts", "--max-events", "2"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let lines = try r.stdout.split(separator: "\n").map { try JSONValue.parse(Array($0.utf8)) }
+            let changes = lines.filter { $0["type"] != .string("synced") }
+            #expect(Set(changes.map { "\($0["type"]!.stringValue!) \($0["kind"]!.stringValue!) \($0["namespace"]!.stringValue!)/\($0["name"]!.stringValue!)" })
+                    == ["added Secret default/pull", "added ServiceAccount default/sa"])
+            #expect(changes.allSatisfy { $0["resourceVersion"]?.stringValue?.isEmpty == false })
+            #expect(!r.stdout.contains("CANARY") && !r.stderr.contains("CANARY"))
+            let bad = try await runCLI(["events", "--kubeconfig", kubeconfig, "--kind", "widgets"])
+            #expect(bad.status == 2)
+            #expect(bad.stderr.contains("--kind: unknown kind \"widgets\""))
+            let badIdle = try await runCLI(["events", "--kubeconfig", kubeconfig, "--watch-idle-timeout", "soon"])
+            #expect(badIdle.status == 2)
+            #expect(badIdle.stderr.contains("--watch-idle-timeout: \"soon\" is not a duration"))
+        }
+    }
+}
+
+func cliClient(_ cluster: DevCluster) async throws -> KubeClient {
+    let yaml = cluster.kubeconfigYAML(server: await cluster.url())
+    return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "devcluster", directory: "/")))
 }

@@ -1,0 +1,117 @@
+import ArgumentParser
+import AsyncAlgorithms
+import Foundation
+import KubeClient
+import KubeRuntime
+import Logging
+import Synchronization
+
+/// `kubetrace-operator events`: the typed events the watchers see, one JSON
+/// line each (like `kubectl get -w`), flushed per line. Never prints Secret values.
+struct EventsCommand: ClusterCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Stream the typed events the operator sees, as JSON lines.")
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(help: ArgumentHelp("Kinds to watch, comma-separated: secrets, serviceaccounts, pods.", valueName: "kinds"))
+    var kind = "secrets,serviceaccounts,pods"
+
+    @Flag(name: .customLong("all-namespaces"), help: "Watch every namespace (the default unless --namespace is given).")
+    var allNamespaces = false
+
+    @Option(help: ArgumentHelp("A watch that delivers no byte for this long is resumed (env WATCH_IDLE_TIMEOUT), e.g. 90s.", valueName: "duration"))
+    var watchIdleTimeout: String?
+
+    @Option(help: "Exit 0 once this many added/modified/deleted events were printed.")
+    var maxEvents: Int?
+
+    static let kinds = ["secrets", "serviceaccounts", "pods"]
+
+    func validate() throws {
+        for k in kinds where !Self.kinds.contains(k) {
+            throw ValidationError("--kind: unknown kind \"\(k)\" (use \(Self.kinds.joined(separator: ", ")))")
+        }
+        if let maxEvents, maxEvents < 1 { throw ValidationError("--max-events: must be at least 1") }
+        if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], DurationParser.parse(w) == nil {
+            throw ValidationError("\(watchIdleTimeout != nil ? "--watch-idle-timeout" : "WATCH_IDLE_TIMEOUT"): \"\(w)\" is not a duration (e.g. 90s, 2m)")
+        }
+    }
+
+    var kinds: [String] { kind.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    func run() async throws {
+        let client = try connect()
+        var watchOptions = ReflectorOptions(namespace: allNamespaces ? nil : cluster.namespace)
+        if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], let d = DurationParser.parse(w) { watchOptions.idleTimeout = d }
+        let logger = Logger(label: "kubetrace.events")
+        let printer = EventPrinter(limit: maxEvents)
+        let options = watchOptions
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for k in Set(kinds) {
+                switch k {
+                case "secrets": group.addTask { try await watch(SecretProjection.self, client, options, logger, printer) }
+                case "serviceaccounts": group.addTask { try await watch(ServiceAccountProjection.self, client, options, logger, printer) }
+                default: group.addTask { try await watch(PodProjection.self, client, options, logger, printer) }
+                }
+            }
+            // Ends when --max-events is reached; otherwise runs until interrupted.
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}
+
+private func watch<P: Projection>(_ type: P.Type, _ client: KubeClient, _ options: ReflectorOptions, _ logger: Logger, _ printer: EventPrinter) async throws {
+    let reflector = Reflector<P>(client: client, options: options, logger: logger)
+    let channel = AsyncChannel<[WatchEvent<P>]>()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await reflector.run(into: channel) }
+        for await batch in channel {
+            for e in batch where printer.print(e, kind: P.resource.kind) {
+                group.cancelAll()
+                return
+            }
+        }
+    }
+}
+
+/// Writes one JSON line per event, whole lines only, and counts toward --max-events.
+final class EventPrinter: Sendable {
+    private let state: Mutex<Int>
+    private let limit: Int?
+
+    init(limit: Int?) {
+        self.limit = limit
+        state = Mutex(0)
+    }
+
+    /// Returns true when the limit was reached.
+    func print<P: Projection>(_ e: WatchEvent<P>, kind: String) -> Bool {
+        var line: [String: JSONValue] = ["type": .string(e.typeName), "kind": .string(kind)]
+        if let p = e.projection {
+            line["namespace"] = .string(p.meta.namespace)
+            line["name"] = .string(p.meta.name)
+            line["resourceVersion"] = .string(p.meta.resourceVersion)
+        }
+        let bytes = JSONValue.object(line).jsonBytes() + [UInt8(ascii: "\n")]
+        return state.withLock { count in
+            if let limit, count >= limit { return true }
+            FileHandle.standardOutput.write(Data(bytes))
+            if e.projection != nil { count += 1 }
+            return limit.map { count >= $0 } ?? false
+        }
+    }
+}
+
+/// Durations as written in flags and env: `90s`, `2m`, `1h`, `500ms`, or plain seconds.
+enum DurationParser {
+    static func parse(_ s: String) -> Duration? {
+        let t = s.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where t.hasSuffix(suffix) {
+            guard let v = Double(t.dropLast(suffix.count)), v > 0 else { return nil }
+            return .milliseconds(Int64(v * scale * 1000))
+        }
+        guard let v = Double(t), v > 0 else { return nil }
+        return .milliseconds(Int64(v * 1000))
+    }
+}
