@@ -41,7 +41,9 @@ devcluster: build
 ## bench: benchmarks, release build; prints a table and writes $(BENCH_OUT) (default .build/bench.json).
 bench: deps
 	$(SWIFT) build -c release --product kubetrace-bench
-	"$$($(SWIFT) build -c release --show-bin-path)/kubetrace-bench" devcluster
+	$(SWIFT) build -c release --product kubetrace-devcluster
+	bin="$$($(SWIFT) build -c release --show-bin-path)"; \
+	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" sync && "$$bin/kubetrace-bench" devcluster
 
 clean:
 	rm -rf .build .devcluster
