@@ -40,8 +40,9 @@ public struct LineFramer: Sendable {
     }
 
     /// Calls `body` with each complete line (without its newline) and the
-    /// readable capacity from the line's start. Empty lines are skipped.
-    public mutating func forEachLine(_ body: (UnsafeRawBufferPointer, Int) throws -> Void) throws {
+    /// readable capacity from the line's start. Empty lines are skipped. When
+    /// `body` returns false the lines after that one stay buffered for the next call.
+    public mutating func forEachLine(_ body: (UnsafeRawBufferPointer, Int) throws -> Bool) throws {
         let end = dataEnd
         var lineStart = start
         var scanFrom = scanned
@@ -51,12 +52,14 @@ public struct LineFramer: Sendable {
                     scanFrom = end
                     break
                 }
+                var goOn = true
                 if nl > lineStart {
                     lineNumber += 1
-                    try body(UnsafeRawBufferPointer(rebasing: raw[lineStart..<nl]), raw.count - lineStart)
+                    goOn = try body(UnsafeRawBufferPointer(rebasing: raw[lineStart..<nl]), raw.count - lineStart)
                 }
                 lineStart = nl + 1
                 scanFrom = lineStart
+                if !goOn { break }
             }
         }
         start = lineStart

@@ -210,40 +210,45 @@ public struct Reflector<P: Projection>: Sendable {
             do {
                 for try await chunk in body {
                     watchdog.heard()
-                    let signal: WatchStreamProcessor<P>.Signal?
-                    if initialItems != nil {
-                        signal = try processor.consume(chunk, collectingInto: &initialItems!)
-                    } else {
-                        signal = try processor.consume(chunk, into: &batch)
-                    }
-                    let bad = processor.takeDecodeErrors()
-                    if !bad.isEmpty {
-                        stats.badLines(bad.count)
-                        logger.warning("skipped watch lines that cannot be used", metadata: [
-                            "count": "\(bad.count)", "first_line": "\(bad[0].line)", "reason": "\(bad[0].reason)"])
-                    }
-                    if !batch.isEmpty {
-                        stats.add(events: batch.count, resourceVersion: processor.resourceVersion)
-                        await channel.send(batch)
-                        batch.removeAll(keepingCapacity: true)
-                    }
-                    switch signal {
-                    case .initialEventsEnd?:
-                        var events = processor.store.replace(with: initialItems ?? [])
-                        initialItems = nil
-                        if !synced { events.append(.synced); synced = true }
-                        stats.add(events: events.count, resourceVersion: processor.resourceVersion)
-                        await channel.send(events)
-                    case .plainBookmark?:
-                        return .unsupported
-                    case .expired(let message)?:
-                        logger.info("watch answered 410 Expired", metadata: ["message": "\(message)"])
-                        return .expired
-                    case .error(let code, let message)?:
-                        throw KubeClientError.watchError(code: code, message: message, path: path)
-                    case nil:
-                        break
-                    }
+                    var signal: WatchStreamProcessor<P>.Signal?
+                    var pending: [UInt8] = chunk
+                    repeat {
+                        if initialItems != nil {
+                            signal = try processor.consume(pending, collectingInto: &initialItems!)
+                        } else {
+                            signal = try processor.consume(pending, into: &batch)
+                        }
+                        pending = []
+                        let bad = processor.takeDecodeErrors()
+                        if !bad.isEmpty {
+                            stats.badLines(bad.count)
+                            logger.warning("skipped watch lines that cannot be used", metadata: [
+                                "count": "\(bad.count)", "first_line": "\(bad[0].line)", "reason": "\(bad[0].reason)"])
+                        }
+                        if !batch.isEmpty {
+                            stats.add(events: batch.count, resourceVersion: processor.resourceVersion)
+                            await channel.send(batch)
+                            batch.removeAll(keepingCapacity: true)
+                        }
+                        switch signal {
+                        case .initialEventsEnd?:
+                            var events = processor.store.replace(with: initialItems ?? [])
+                            initialItems = nil
+                            if !synced { events.append(.synced); synced = true }
+                            stats.add(events: events.count, resourceVersion: processor.resourceVersion)
+                            await channel.send(events)
+                            // The lines after the end bookmark are ordinary watch events: go on with them.
+                        case .plainBookmark?:
+                            return .unsupported
+                        case .expired(let message)?:
+                            logger.info("watch answered 410 Expired", metadata: ["message": "\(message)"])
+                            return .expired
+                        case .error(let code, let message)?:
+                            throw KubeClientError.watchError(code: code, message: message, path: path)
+                        case nil:
+                            break
+                        }
+                    } while signal != nil
                 }
             } catch let e as LineFramer.LineTooLong {
                 logger.error("watch line too long; reconnecting", metadata: ["limit": "\(e.limit)", "line": "\(processor.framer.lineNumber + 1)"])

@@ -46,7 +46,7 @@ public struct ProjectionStore<P: Projection>: Sendable {
 
     /// Replaces the contents with a fresh list and returns the difference as
     /// events, so a relist delivers each change once and nothing twice.
-    mutating func replace(with items: [P]) -> [WatchEvent<P>] {
+    public mutating func replace(with items: [P]) -> [WatchEvent<P>] {
         var events: [WatchEvent<P>] = []
         var fresh: [String: P] = [:]
         fresh.reserveCapacity(items.count)
@@ -92,9 +92,32 @@ public struct WatchStreamProcessor<P: Projection> {
         framer = LineFramer(maxLineBytes: maxLineBytes)
     }
 
-    /// Consumes a chunk, appending the resulting events to `out`; returns the
-    /// first signal seen (the caller acts on it and reconnects or relists).
-    public mutating func consume(_ chunk: some Collection<UInt8>, into out: inout [WatchEvent<P>], during initialList: Bool = false) throws -> Signal? {
+    /// Consumes a chunk, appending the resulting events to `out`. Stops at the
+    /// first signal (the caller acts on it); lines after it stay buffered and
+    /// are processed by the next call (pass an empty chunk to continue at once).
+    public mutating func consume(_ chunk: some Collection<UInt8>, into out: inout [WatchEvent<P>]) throws -> Signal? {
+        try process(chunk, initialList: false) { event, store in
+            switch event {
+            case .added(let p), .modified(let p): out.append(store.upsert(p))
+            case .deleted(let p): if let e = store.remove(p) { out.append(e) }
+            default: break
+            }
+        }
+    }
+
+    /// During a streaming list: collects the synthetic ADDED objects instead of
+    /// applying them, so the caller can replace the store and deliver the difference.
+    public mutating func consume(_ chunk: some Collection<UInt8>, collectingInto items: inout [P]) throws -> Signal? {
+        try process(chunk, initialList: true) { event, _ in
+            switch event {
+            case .added(let p), .modified(let p): items.append(p)
+            case .deleted(let p): items.removeAll { $0.meta.key == p.meta.key }
+            default: break
+            }
+        }
+    }
+
+    private mutating func process(_ chunk: some Collection<UInt8>, initialList: Bool, _ apply: (DecodedEvent<P>, inout ProjectionStore<P>) -> Void) throws -> Signal? {
         framer.append(chunk)
         var signal: Signal?
         let decoder = self.decoder
@@ -112,62 +135,22 @@ public struct WatchStreamProcessor<P: Projection> {
         }
         try framer.forEachLine { bytes, capacity in
             index += 1
-            guard signal == nil else { return }
             do {
-                switch try decoder.decodeEvent(bytes, capacity: capacity, as: P.self) {
-                case .added(let p), .modified(let p):
+                let event = try decoder.decodeEvent(bytes, capacity: capacity, as: P.self)
+                switch event {
+                case .added(let p), .modified(let p), .deleted(let p):
                     rv = p.meta.resourceVersion
-                    out.append(store.upsert(p))
-                case .deleted(let p):
-                    rv = p.meta.resourceVersion
-                    if let e = store.remove(p) { out.append(e) }
+                    apply(event, &store)
                 case .bookmark(let v, let end):
                     rv = v
-                    if end { signal = .initialEventsEnd }
+                    if end { signal = .initialEventsEnd } else if initialList { signal = .plainBookmark }
                 case .error(let code, let reason, let message):
                     signal = (code == 410 || reason == "Expired" || reason == "Gone") ? .expired(message) : .error(code: code, message: message)
                 }
             } catch {
                 if errors.count < 100 { errors.append((line0 + index, (error as? WatchDecodingError)?.reason ?? "\(error)")) }
             }
-        }
-        return signal
-    }
-
-    /// During a streaming list: collects the synthetic ADDED objects instead of
-    /// applying them, so the caller can replace the store and deliver the difference.
-    public mutating func consume(_ chunk: some Collection<UInt8>, collectingInto items: inout [P]) throws -> Signal? {
-        framer.append(chunk)
-        var signal: Signal?
-        let decoder = self.decoder
-        var rv = resourceVersion
-        var errors = decodeErrors
-        let line0 = framer.lineNumber
-        var index = 0
-        defer {
-            self.resourceVersion = rv
-            self.decodeErrors = errors
-        }
-        try framer.forEachLine { bytes, capacity in
-            index += 1
-            guard signal == nil else { return }
-            do {
-                switch try decoder.decodeEvent(bytes, capacity: capacity, as: P.self) {
-                case .added(let p), .modified(let p):
-                    rv = p.meta.resourceVersion
-                    items.append(p)
-                case .deleted(let p):
-                    rv = p.meta.resourceVersion
-                    items.removeAll { $0.meta.key == p.meta.key }
-                case .bookmark(let v, let end):
-                    rv = v
-                    signal = end ? .initialEventsEnd : .plainBookmark
-                case .error(let code, let reason, let message):
-                    signal = (code == 410 || reason == "Expired" || reason == "Gone") ? .expired(message) : .error(code: code, message: message)
-                }
-            } catch {
-                if errors.count < 100 { errors.append((line0 + index, (error as? WatchDecodingError)?.reason ?? "\(error)")) }
-            }
+            return signal == nil
         }
         return signal
     }

@@ -116,3 +116,28 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
         #expect(Set(diff.map { "\($0.typeName) \($0.projection!.meta.name)" }) == ["modified b", "added d", "deleted c"])
     }
 }
+
+@Suite struct StreamingListTests {
+    /// Events after the initial-events-end bookmark in the same chunk are not lost.
+    @Test func linesAfterTheEndBookmarkStayBuffered() throws {
+        let end = #"{"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"20","annotations":{"k8s.io/initial-events-end":"true"}}}}"# + "\n"
+        let chunk = secretLine("ADDED", "a", rv: 10) + secretLine("ADDED", "b", rv: 11) + end + secretLine("MODIFIED", "a", rv: 21) + secretLine("ADDED", "c", rv: 22)
+        var p = WatchStreamProcessor<SecretProjection>()
+        var initial: [SecretProjection] = []
+        #expect(try p.consume(Array(chunk.utf8), collectingInto: &initial) == .initialEventsEnd)
+        #expect(initial.map(\.meta.name) == ["a", "b"])
+        #expect(p.resourceVersion == "20")
+        _ = p.store.replace(with: initial)
+        var out: [WatchEvent<SecretProjection>] = []
+        #expect(try p.consume([], into: &out) == nil)
+        #expect(out.map { "\($0.typeName) \($0.projection!.meta.name)" } == ["modified a", "added c"])
+        #expect(p.resourceVersion == "22")
+    }
+
+    @Test func aPlainBookmarkDuringAStreamingListMeansUnsupported() throws {
+        let plain = #"{"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"20"}}}"# + "\n"
+        var p = WatchStreamProcessor<SecretProjection>()
+        var initial: [SecretProjection] = []
+        #expect(try p.consume(Array((secretLine("ADDED", "a", rv: 10) + plain).utf8), collectingInto: &initial) == .plainBookmark)
+    }
+}
