@@ -25,7 +25,7 @@ public struct LineFramer: Sendable {
     /// Bytes received but not yet part of a complete line.
     public var pendingBytes: Int { dataEnd - start }
 
-    public mutating func append(_ chunk: some Collection<UInt8>) {
+    public mutating func append(_ chunk: UnsafeRawBufferPointer) {
         if start > 0 && start >= dataEnd / 2 {
             // Drop consumed lines before growing.
             buffer.removeSubrange(0..<start)

@@ -6,8 +6,8 @@ public struct MetaProjection: Sendable, Equatable {
     public var namespace = ""
     public var uid = ""
     public var resourceVersion = ""
-    public var labels: [String: String] = [:]
-    public var annotations: [String: String] = [:]
+    public var labels = StringPairs()
+    public var annotations = StringPairs()
     /// Owners as (kind, name); `controller` names the controlling owner, if any.
     public var owners: [(kind: String, name: String)] = []
     public var controller: String?
@@ -21,8 +21,12 @@ public struct MetaProjection: Sendable, Equatable {
             && a.owners.map { "\($0.kind)/\($0.name)" } == b.owners.map { "\($0.kind)/\($0.name)" }
     }
 
-    /// `namespace/name`, the store key.
+    /// `namespace/name`, for messages and tests.
     public var key: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
+
+    /// The store key: both parts usually fit Swift's inline small strings, so
+    /// hashing and comparing them touches no heap.
+    public var storeKey: ObjectKey { ObjectKey(namespace: namespace, name: name) }
 
     mutating func take(_ e: DecodedEntry) -> Bool {
         switch e.field {
@@ -30,14 +34,46 @@ public struct MetaProjection: Sendable, Equatable {
         case .namespace: namespace = e.value
         case .uid: uid = e.value
         case .resourceVersion: resourceVersion = e.value
-        case .label: labels[e.key] = e.value
-        case .annotation: annotations[e.key] = e.value
+        case .label: labels.append(e.key, e.value)
+        case .annotation: annotations.append(e.key, e.value)
         case .owner: owners.append((e.key, e.value))
         case .ownerController: controller = e.value
         case .deletionTimestamp: deleting = true
         default: return false
         }
         return true
+    }
+}
+
+/// Where an object lives.
+public struct ObjectKey: Hashable, Sendable {
+    public var namespace: String
+    public var name: String
+    public init(namespace: String, name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+}
+
+/// Labels or annotations: a few pairs in arrival order. Cheaper to build than
+/// a dictionary for every event; lookups are linear over a handful of entries.
+public struct StringPairs: Sendable, Equatable, ExpressibleByDictionaryLiteral {
+    public private(set) var pairs: [(key: String, value: String)] = []
+
+    public init() {}
+    public init(dictionaryLiteral elements: (String, String)...) {
+        for (k, v) in elements { append(k, v) }
+    }
+
+    public subscript(key: String) -> String? { pairs.last { $0.key == key }?.value }
+    public var isEmpty: Bool { pairs.isEmpty }
+    public var count: Int { pairs.count }
+
+    mutating func append(_ key: String, _ value: String) { pairs.append((key, value)) }
+
+    /// Equal when they hold the same keys and values, in any order.
+    public static func == (a: Self, b: Self) -> Bool {
+        a.pairs.count == b.pairs.count && a.pairs.allSatisfy { b[$0.key] == $0.value }
     }
 }
 
@@ -49,7 +85,7 @@ public protocol Projection: Sendable {
     /// What the decoder extracts for it.
     static var decoding: DecodingProfile { get }
     var meta: MetaProjection { get }
-    init(entries: some Sequence<DecodedEntry>)
+    init(entries: DecodedEntries)
 }
 
 /// A Secret: its type, the names of its data keys, and the values of the keys the operator manages.
@@ -63,7 +99,7 @@ public struct SecretProjection: Projection, Equatable {
     public var dataKeys: [String] = []
     public var values: [String: SecretBytes] = [:]
 
-    public init(entries: some Sequence<DecodedEntry>) {
+    public init(entries: DecodedEntries) {
         for e in entries where !meta.take(e) {
             switch e.field {
             case .secretType: type = e.value
@@ -86,7 +122,7 @@ public struct ServiceAccountProjection: Projection, Equatable {
     public var meta = MetaProjection()
     public var imagePullSecrets: [String] = []
 
-    public init(entries: some Sequence<DecodedEntry>) {
+    public init(entries: DecodedEntries) {
         for e in entries where !meta.take(e) {
             if e.field == .pullSecret { imagePullSecrets.append(e.value) }
         }
@@ -106,7 +142,7 @@ public struct PodProjection: Projection, Equatable {
     public var imagePullSecrets: [String] = []
     public var waiting: [Waiting] = []
 
-    public init(entries: some Sequence<DecodedEntry>) {
+    public init(entries: DecodedEntries) {
         for e in entries where !meta.take(e) {
             switch e.field {
             case .serviceAccountName: serviceAccountName = e.value
@@ -126,7 +162,7 @@ public struct RawProjection<Kind: KubeResource>: Projection {
     public var meta = MetaProjection()
     public var json: [UInt8] = []
 
-    public init(entries: some Sequence<DecodedEntry>) {
+    public init(entries: DecodedEntries) {
         for e in entries where !meta.take(e) {
             if e.field == .raw { json = Array(e.value.utf8) }
         }

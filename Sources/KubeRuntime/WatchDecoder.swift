@@ -30,6 +30,29 @@ public struct DecodedEntry {
     }
 }
 
+/// The entries of one object, as the decoder produced them. A concrete
+/// sequence (not a generic one), so building a projection needs no runtime
+/// generic metadata on the hot path.
+public struct DecodedEntries: Sequence {
+    let entries: UnsafeBufferPointer<kt_entry>
+
+    public struct Iterator: IteratorProtocol {
+        var index: UnsafeBufferPointer<kt_entry>.Index
+        let entries: UnsafeBufferPointer<kt_entry>
+        public mutating func next() -> DecodedEntry? {
+            guard index < entries.endIndex else { return nil }
+            defer { index += 1 }
+            return WatchDecoder.entry(entries[index])
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(index: entries.startIndex, entries: entries) }
+    public var underestimatedCount: Int { entries.count }
+
+    /// No entries (a projection with only defaults).
+    public static var empty: DecodedEntries { DecodedEntries(entries: UnsafeBufferPointer(start: nil, count: 0)) }
+}
+
 /// A decoded watch line.
 public enum DecodedEvent<P: Projection>: Sendable {
     case added(P), modified(P), deleted(P)
@@ -71,7 +94,7 @@ public final class WatchDecoder {
         }
         switch type {
         case "ADDED", "MODIFIED", "DELETED":
-            let p = P(entries: list.lazy.map(Self.entry))
+            let p = P(entries: DecodedEntries(entries: list))
             guard !p.meta.name.isEmpty, !p.meta.resourceVersion.isEmpty else {
                 throw WatchDecodingError(reason: "\(type) event without metadata.name or metadata.resourceVersion")
             }
@@ -117,11 +140,11 @@ public final class WatchDecoder {
             if e.field == KT_F_LIST_RESOURCE_VERSION.rawValue { rv = Self.text(e.value, e.value_len) }
             else if e.field == KT_F_LIST_CONTINUE.rawValue { cont = Self.text(e.value, e.value_len) }
             else if e.field == KT_F_ITEM_BEGIN.rawValue {
-                if let s = start { items.append(P(entries: list[s..<i].lazy.map(Self.entry))) }
+                if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s..<i])))) }
                 start = i + 1
             }
         }
-        if let s = start { items.append(P(entries: list[s...].lazy.map(Self.entry))) }
+        if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s...])))) }
         return (items, rv, (cont?.isEmpty ?? true) ? nil : cont)
     }
 

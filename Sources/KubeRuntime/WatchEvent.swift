@@ -25,33 +25,33 @@ public enum WatchEvent<P: Projection>: Sendable {
 
 /// The watcher's view of the server: projections by `namespace/name`.
 public struct ProjectionStore<P: Projection>: Sendable {
-    public private(set) var objects: [String: P] = [:]
+    public private(set) var objects: [ObjectKey: P] = [:]
 
     public init() {}
 
     public var count: Int { objects.count }
-    public subscript(key: String) -> P? { objects[key] }
+    public subscript(key: ObjectKey) -> P? { objects[key] }
 
     /// Applies an upsert, returning the event to deliver (added for a new key).
     mutating func upsert(_ p: P) -> WatchEvent<P> {
-        let key = p.meta.key
+        let key = p.meta.storeKey
         let existed = objects.updateValue(p, forKey: key) != nil
         return existed ? .modified(p) : .added(p)
     }
 
     /// Applies a delete, returning the event to deliver (nil for an unknown key).
     mutating func remove(_ p: P) -> WatchEvent<P>? {
-        objects.removeValue(forKey: p.meta.key).map { _ in .deleted(p) }
+        objects.removeValue(forKey: p.meta.storeKey).map { _ in .deleted(p) }
     }
 
     /// Replaces the contents with a fresh list and returns the difference as
     /// events, so a relist delivers each change once and nothing twice.
     public mutating func replace(with items: [P]) -> [WatchEvent<P>] {
         var events: [WatchEvent<P>] = []
-        var fresh: [String: P] = [:]
+        var fresh: [ObjectKey: P] = [:]
         fresh.reserveCapacity(items.count)
         for item in items {
-            let key = item.meta.key
+            let key = item.meta.storeKey
             fresh[key] = item
             if let old = objects[key] {
                 if old.meta.resourceVersion != item.meta.resourceVersion || old.meta.uid != item.meta.uid { events.append(.modified(item)) }
@@ -92,10 +92,22 @@ public struct WatchStreamProcessor<P: Projection> {
         framer = LineFramer(maxLineBytes: maxLineBytes)
     }
 
+    /// Convenience for byte arrays.
+    public mutating func consume(_ chunk: [UInt8], into out: inout [WatchEvent<P>]) throws -> Signal? {
+        try chunk.withUnsafeBytes { try consume($0, into: &out) }
+    }
+
+    public mutating func consume(_ chunk: [UInt8], collectingInto items: inout [P]) throws -> Signal? {
+        try chunk.withUnsafeBytes { try consume($0, collectingInto: &items) }
+    }
+
     /// Consumes a chunk, appending the resulting events to `out`. Stops at the
     /// first signal (the caller acts on it); lines after it stay buffered and
     /// are processed by the next call (pass an empty chunk to continue at once).
-    public mutating func consume(_ chunk: some Collection<UInt8>, into out: inout [WatchEvent<P>]) throws -> Signal? {
+    @_specialize(exported: true, where P == SecretProjection)
+    @_specialize(exported: true, where P == PodProjection)
+    @_specialize(exported: true, where P == ServiceAccountProjection)
+    public mutating func consume(_ chunk: UnsafeRawBufferPointer, into out: inout [WatchEvent<P>]) throws -> Signal? {
         try process(chunk, initialList: false) { event, store in
             switch event {
             case .added(let p), .modified(let p): out.append(store.upsert(p))
@@ -107,17 +119,20 @@ public struct WatchStreamProcessor<P: Projection> {
 
     /// During a streaming list: collects the synthetic ADDED objects instead of
     /// applying them, so the caller can replace the store and deliver the difference.
-    public mutating func consume(_ chunk: some Collection<UInt8>, collectingInto items: inout [P]) throws -> Signal? {
+    @_specialize(exported: true, where P == SecretProjection)
+    @_specialize(exported: true, where P == PodProjection)
+    @_specialize(exported: true, where P == ServiceAccountProjection)
+    public mutating func consume(_ chunk: UnsafeRawBufferPointer, collectingInto items: inout [P]) throws -> Signal? {
         try process(chunk, initialList: true) { event, _ in
             switch event {
             case .added(let p), .modified(let p): items.append(p)
-            case .deleted(let p): items.removeAll { $0.meta.key == p.meta.key }
+            case .deleted(let p): items.removeAll { $0.meta.storeKey == p.meta.storeKey }
             default: break
             }
         }
     }
 
-    private mutating func process(_ chunk: some Collection<UInt8>, initialList: Bool, _ apply: (DecodedEvent<P>, inout ProjectionStore<P>) -> Void) throws -> Signal? {
+    private mutating func process(_ chunk: UnsafeRawBufferPointer, initialList: Bool, _ apply: (DecodedEvent<P>, inout ProjectionStore<P>) -> Void) throws -> Signal? {
         framer.append(chunk)
         var signal: Signal?
         let decoder = self.decoder

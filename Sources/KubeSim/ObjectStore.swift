@@ -26,6 +26,8 @@ struct ChangeEvent: Sendable {
 /// (uid, generateName, optimistic concurrency, finalizers, Secret rules).
 actor ObjectStore {
     private var objects: [ResourceKind: [ObjectKey: JSONValue]] = [:]
+    /// Each stored object's JSON, encoded once per change and reused by lists and watches.
+    private var encoded: [ResourceKind: [ObjectKey: [UInt8]]] = [:]
     private(set) var resourceVersion = 1
     /// Recent changes (bounded), for watches resumed from a resourceVersion.
     private(set) var history: [ChangeEvent] = []
@@ -62,7 +64,8 @@ actor ObjectStore {
     }
 
     struct ListResult {
-        var items: [JSONValue]
+        /// The items' JSON, encoded.
+        var items: [[UInt8]]
         var resourceVersion: Int
         var continueToken: String?
         var remaining: Int?
@@ -86,10 +89,10 @@ actor ObjectStore {
             let page = all.prefix(limit)
             let last = page.last!.key
             let token = Data("\(last.namespace)\u{0}\(last.name)".utf8).base64EncodedString()
-            return ListResult(items: page.map(\.value), resourceVersion: resourceVersion, continueToken: token,
+            return ListResult(items: page.map { json(kind, $0.key, $0.value) }, resourceVersion: resourceVersion, continueToken: token,
                               remaining: selector.isEmpty ? all.count - limit : nil)
         }
-        return ListResult(items: all.map(\.value), resourceVersion: resourceVersion, continueToken: nil, remaining: nil)
+        return ListResult(items: all.map { json(kind, $0.key, $0.value) }, resourceVersion: resourceVersion, continueToken: nil, remaining: nil)
     }
 
     // MARK: writes
@@ -217,7 +220,7 @@ actor ObjectStore {
         var initial: [WatchFrame] = []
         if sendInitialEvents || rv == nil || rv == "" || rv == "0" {
             let current = (objects[kind] ?? [:]).filter { (namespace == nil || $0.key.namespace == namespace) && selector.matches($0.value) }
-            for (_, obj) in current.sorted(by: { $0.key < $1.key }) { initial.append(.event("ADDED", objectJSON: obj.jsonBytes())) }
+            for (key, obj) in current.sorted(by: { $0.key < $1.key }) { initial.append(.event("ADDED", objectJSON: json(kind, key, obj))) }
             if sendInitialEvents {
                 initial.append(.bookmark(kind: kind, resourceVersion: resourceVersion, initialEventsEnd: true))
             }
@@ -240,7 +243,7 @@ actor ObjectStore {
                 }
             }
         }
-        return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, timeout: timeout, initial: initial)
+        return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, timeout: timeout, initial: WatchFrame.coalesced(initial))
     }
 
     /// Sends a bookmark at the current resourceVersion to every watcher that wants them.
@@ -254,6 +257,10 @@ actor ObjectStore {
 
     // MARK: internals
 
+    private func json(_ kind: ResourceKind, _ key: ObjectKey, _ value: JSONValue) -> [UInt8] {
+        encoded[kind]?[key] ?? value.jsonBytes()
+    }
+
     private func commit(_ type: String, _ kind: ResourceKind, _ key: ObjectKey, _ obj: [String: JSONValue], remove: Bool = false) -> JSONValue {
         resourceVersion += 1
         var o = obj
@@ -262,8 +269,15 @@ actor ObjectStore {
         o["metadata"] = .object(meta)
         let value = JSONValue.object(o)
         let old = objects[kind]?[key]
-        if remove { objects[kind]?[key] = nil } else { objects[kind, default: [:]][key] = value }
-        let change = ChangeEvent(type: type, kind: kind, key: key, object: value, old: old, resourceVersion: resourceVersion, objectJSON: value.jsonBytes())
+        let json = value.jsonBytes()
+        if remove {
+            objects[kind]?[key] = nil
+            encoded[kind]?[key] = nil
+        } else {
+            objects[kind, default: [:]][key] = value
+            encoded[kind, default: [:]][key] = json
+        }
+        let change = ChangeEvent(type: type, kind: kind, key: key, object: value, old: old, resourceVersion: resourceVersion, objectJSON: json)
         history.append(change)
         if history.count > historyLimit + historyLimit / 4 {
             // Trim in batches so appends stay amortized O(1).

@@ -15,6 +15,22 @@ struct WatchFrame: Sendable {
         return WatchFrame(line: line)
     }
 
+    /// Joins many frames into writes of about 256 KiB, so a large initial state
+    /// is not sent one small write per object.
+    static func coalesced(_ frames: [WatchFrame]) -> [WatchFrame] {
+        var out: [WatchFrame] = []
+        var current: [UInt8] = []
+        for f in frames {
+            current += f.line
+            if current.count >= 256 << 10 {
+                out.append(WatchFrame(line: current))
+                current = []
+            }
+        }
+        if !current.isEmpty { out.append(WatchFrame(line: current)) }
+        return out
+    }
+
     static func expired(requested: Int, oldest: Int) -> WatchFrame {
         let status = Status(message: "too old resource version: \(requested) (\(oldest))", reason: "Expired", code: 410)
         let encoder = JSONEncoder()

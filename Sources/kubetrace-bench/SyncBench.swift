@@ -28,15 +28,17 @@ struct SyncBench: AsyncParsableCommand {
         while !FileManager.default.fileExists(atPath: "\(dir)/port") { try await Task.sleep(for: .milliseconds(20)) }
         let client = KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(file: "\(dir)/kubeconfig")))
 
-        var gen = SampleStream(seed: 7)
         for ns in 0..<20 { _ = try await client.create(Namespace(metadata: ObjectMeta(name: "team-\(ns)"))) }
-        let podBodies = (0..<pods).map { i -> [UInt8] in Self.object(of: gen.podEvent(type: "ADDED", index: i, resourceVersion: 1)) }
-        let secretBodies = (0..<secrets).map { i -> [UInt8] in Self.object(of: gen.secretEvent(type: "ADDED", index: i, resourceVersion: 1)) }
-        try await forEachConcurrently(podBodies.indices, width: 8) { i in
-            _ = try await client.request("POST", path: "/api/v1/namespaces/team-\(i % 20)/pods", body: Self.strip(podBodies[i], name: "pod-\(i)"))
+        // Bodies are generated per object (seeded by index) so this process keeps none of them.
+        try await forEachConcurrently(0..<pods, width: 8) { i in
+            var gen = SampleStream(seed: UInt64(i))
+            let body = Self.object(of: gen.podEvent(type: "ADDED", index: i, resourceVersion: 1))
+            _ = try await client.request("POST", path: "/api/v1/namespaces/team-\(i % 20)/pods", body: Self.strip(body, name: "pod-\(i)"))
         }
-        try await forEachConcurrently(secretBodies.indices, width: 8) { i in
-            _ = try await client.request("POST", path: "/api/v1/namespaces/team-\(i % 20)/secrets", body: Self.strip(secretBodies[i], name: "secret-\(i)"))
+        try await forEachConcurrently(0..<secrets, width: 8) { i in
+            var gen = SampleStream(seed: UInt64(i))
+            let body = Self.object(of: gen.secretEvent(type: "ADDED", index: i, resourceVersion: 1))
+            _ = try await client.request("POST", path: "/api/v1/namespaces/team-\(i % 20)/secrets", body: Self.strip(body, name: "secret-\(i)"))
         }
         try await forEachConcurrently(0..<serviceAccounts, width: 8) { i in
             _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "sa-\(i)", namespace: "team-\(i % 20)"), imagePullSecrets: [LocalObjectReference(name: "kubetrace-registry")]))

@@ -81,7 +81,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
             var out: [WatchEvent<SecretProjection>] = []
             var start = 0
             for end in splits + [bytes.count] where end > start {
-                _ = try p.consume(bytes[start..<end], into: &out)
+                _ = try p.consume(Array(bytes[start..<end]), into: &out)
                 start = end
             }
             return out.map { "\($0.typeName) \($0.projection?.meta.name ?? "") \($0.projection?.meta.resourceVersion ?? "")" }
@@ -104,7 +104,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
 
     @Test func relistDifference() {
         func s(_ name: String, _ rv: String) -> SecretProjection {
-            var p = SecretProjection(entries: [])
+            var p = SecretProjection(entries: .empty)
             p.meta.name = name
             p.meta.namespace = "ns"
             p.meta.resourceVersion = rv
