@@ -30,6 +30,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CMalloc"),
 
         // The watch hot path's JSON decoder: simdjson On-Demand behind a C header.
         .target(
@@ -56,7 +57,7 @@ let package = Package(
         .target(
             name: "KubeRuntime",
             dependencies: [
-                "KubeClient", "CSimdjson",
+                "KubeClient", "CSimdjson", "CMalloc",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
             ],
@@ -107,6 +108,7 @@ let package = Package(
             name: "kubetrace-bench",
             dependencies: [
                 "KubeSim", "KubeClient", "KubeRuntime",
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

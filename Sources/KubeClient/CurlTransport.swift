@@ -63,6 +63,9 @@ public final class HTTPBody: AsyncSequence, Sendable {
     /// Aborts the transfer now.
     public func cancel() { transfer.cancel() }
 
+    /// Bytes received but not yet consumed (bounded by the high watermark plus one libcurl chunk).
+    public var bufferedBytes: Int { transfer.bufferedBytes }
+
     public struct AsyncIterator: AsyncIteratorProtocol {
         let body: HTTPBody
         public mutating func next() async throws -> [UInt8]? {
@@ -196,6 +199,7 @@ private final class Transfer: Sendable {
     }
 
     var isFinished: Bool { state.withLock { $0.completion != nil || $0.cancelled } }
+    var bufferedBytes: Int { state.withLock { $0.buffered } }
 
     // MARK: consumer side
 

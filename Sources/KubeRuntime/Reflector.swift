@@ -1,6 +1,7 @@
 public import AsyncAlgorithms
 public import KubeClient
 public import Logging
+import CMalloc
 import Foundation
 import Synchronization
 
@@ -100,7 +101,9 @@ public struct Reflector<P: Projection>: Sendable {
                     if !synced { events.append(.synced); synced = true }
                     stats.add(events: events.count, resourceVersion: rv)
                     await channel.send(events)
+                    events = []
                     needList = false
+                    Self.returnFreedMemory()
                 }
                 let t0 = clock.now
                 switch try await watch(&processor, channel: channel, initial: false, synced: &synced) {
@@ -133,6 +136,10 @@ public struct Reflector<P: Projection>: Sendable {
             }
         }
     }
+
+    /// A full (re)list allocates and frees a copy of the whole state; hand the
+    /// freed pages back so the steady-state RSS is the store's, not the peak's.
+    static func returnFreedMemory() { _ = kt_malloc_trim() }
 
     /// Full jitter: uniform in [0, min(max, initial·2^(n-1))], never below Retry-After.
     func backoff(failures: Int, retryAfter: Duration?) -> Duration {
@@ -237,6 +244,7 @@ public struct Reflector<P: Projection>: Sendable {
                             if !synced { events.append(.synced); synced = true }
                             stats.add(events: events.count, resourceVersion: processor.resourceVersion)
                             await channel.send(events)
+                            Self.returnFreedMemory()
                             // The lines after the end bookmark are ordinary watch events: go on with them.
                         case .plainBookmark?:
                             return .unsupported

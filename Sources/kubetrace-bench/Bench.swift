@@ -1,4 +1,6 @@
 import ArgumentParser
+import AsyncAlgorithms
+import KubeRuntime
 import Foundation
 import KubeClient
 import KubeSim
@@ -40,28 +42,42 @@ struct DevClusterBench: AsyncParsableCommand {
             let listSeconds = (clock.now - tl).seconds
             precondition(listed.items.count == objects, "listed \(listed.items.count) of \(objects)")
 
-            // 2. Watchers from the list's resourceVersion; writers update every object in turn.
-            let path = Secret.resource.path(namespace: "bench")
-            let query: [(String, String)] = [("watch", "1"), ("resourceVersion", listed.resourceVersion)]
-            var bodies: [HTTPBody] = []
-            for _ in 0..<watchers { bodies.append(try await client.stream(path: path, query: query).1) }
-            let tw = clock.now
+            // 2. Our watchers (Reflector: streaming list, then watch) see every update the writers make.
+            var logger = Logger(label: "bench")
+            logger.logLevel = .error
+            var options = ReflectorOptions(namespace: "bench")
+            options.idleTimeout = .seconds(600)
+            let reflectors = (0..<watchers).map { _ in Reflector<SecretProjection>(client: client, options: options, logger: logger) }
             let delivered: Double = try await withThrowingTaskGroup(of: Void.self) { group in
-                for body in bodies {
-                    group.addTask {
-                        var lines = 0
-                        for try await chunk in body {
-                            for b in chunk where b == UInt8(ascii: "\n") { lines += 1 }
-                            if lines >= updates { return }
+                let channels = reflectors.map { _ in AsyncChannel<[WatchEvent<SecretProjection>]>() }
+                for (r, c) in zip(reflectors, channels) { group.addTask { try await r.run(into: c) } }
+                // Wait until each has synced, then measure from the first write.
+                try await withThrowingTaskGroup(of: Void.self) { synced in
+                    for c in channels {
+                        synced.addTask { for await b in c where b.contains(where: { if case .synced = $0 { true } else { false } }) { return } }
+                    }
+                    try await synced.waitForAll()
+                }
+                let tw = clock.now
+                try await withThrowingTaskGroup(of: Void.self) { consumers in
+                    for c in channels {
+                        consumers.addTask {
+                            var seen = 0
+                            for await batch in c {
+                                seen += batch.count
+                                if seen >= updates { return }
+                            }
                         }
                     }
+                    try await forEachConcurrently(0..<updates, width: writers) { i in
+                        let name = "s-\(i % objects)"
+                        _ = try await client.patch(Secret.self, namespace: "bench", name: name, .merge(.object(["metadata": .object(["labels": .object(["u": .string("\(i)")])])])))
+                    }
+                    try await consumers.waitForAll()
                 }
-                try await forEachConcurrently(0..<updates, width: writers) { i in
-                    let name = "s-\(i % objects)"
-                    _ = try await client.patch(Secret.self, namespace: "bench", name: name, .merge(.object(["metadata": .object(["labels": .object(["u": .string("\(i)")])])])))
-                }
-                try await group.waitForAll()
-                return (clock.now - tw).seconds
+                let seconds = (clock.now - tw).seconds
+                group.cancelAll()
+                return seconds
             }
             let events = Double(updates * watchers)
             return [

@@ -106,6 +106,8 @@ struct Replay {
                     case 2: await cluster.restart()
                     case 3: cluster.faults.failNext(.init(count: 3, status: 429, retryAfterSeconds: 0, plainText: true, method: "GET"))
                     case 4: cluster.faults.failNext(.init(count: 2, status: 500, method: "GET"))
+                    case 5: cluster.faults.setLatency(.milliseconds(15))
+                    case 6: cluster.faults.setLatency(.zero)
                     default: break
                     }
                 }
@@ -118,6 +120,27 @@ struct Replay {
                     #expect(rvs == rvs.sorted() && Set(rvs).count == rvs.count, "\(key) saw \(rvs)")
                 }
                 #expect(reflector.stats.reconnects + reflector.stats.relists > 0)
+            }
+        }
+    }
+
+    @Test func selectorsAndClusterWideScope() async throws {
+        try await DevCluster.withRunning { cluster in
+            let client = try await adminClient(cluster)
+            _ = try await client.create(Namespace(metadata: ObjectMeta(name: "other")))
+            _ = try await client.create(Secret(metadata: ObjectMeta(name: "a", namespace: "default", labels: ["team": "x"])))
+            _ = try await client.create(Secret(metadata: ObjectMeta(name: "b", namespace: "other", labels: ["team": "x"])))
+            _ = try await client.create(Secret(metadata: ObjectMeta(name: "c", namespace: "other", labels: ["team": "y"])))
+            var ro = ReflectorOptions(namespace: nil)
+            ro.labelSelector = "team=x"
+            try await withReflector(SecretProjection.self, client: client, options: ro) { _, it in
+                var replay = Replay()
+                while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
+                #expect(Set(replay.objects.keys) == ["default/a", "other/b"])
+                // Relabelling moves an object out of the selection: the watcher sees it deleted.
+                _ = try await client.patch(Secret.self, namespace: "other", name: "b", .merge(.object(["metadata": .object(["labels": .object(["team": .string("y")])])])))
+                while replay.objects["other/b"] != nil, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
+                #expect(Set(replay.objects.keys) == ["default/a"])
             }
         }
     }
