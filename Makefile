@@ -19,6 +19,8 @@ deps:
 ## test-deps: the second clients the devcluster is tested with (kubectl ships with these machines).
 test-deps: deps
 	@python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
+	@command -v kubernetes-validate >/dev/null || python3 -m pip install -q kubernetes-validate
+	@command -v checkov >/dev/null || python3 -m pip install -q checkov
 	@command -v kubectl >/dev/null || { echo "make test: kubectl is required (it ships with these machines)"; exit 1; }
 
 ## build: debug build of every product.

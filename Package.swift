@@ -134,6 +134,7 @@ let package = Package(
         .testTarget(
             name: "OperatorCLITests",
             dependencies: ["KubetraceOperator", "KubeSim", "KubeClient"],
+            exclude: ["Golden"],
             swiftSettings: swiftSettings
         ),
     ],

@@ -13,6 +13,16 @@ public struct KubeClient: Sendable {
     let transport: CurlTransport
     let userAgent: String
     let logger: Logger
+    /// `Impersonate-User`/`Impersonate-Group` headers, when acting as someone else.
+    private var impersonation: [(name: String, value: String)] = []
+
+    /// A client that acts as `user` (requires the `impersonate` permission), e.g. to
+    /// ask access reviews on behalf of the operator's ServiceAccount.
+    public func impersonating(user: String, groups: [String] = []) -> KubeClient {
+        var copy = self
+        copy.impersonation = [("Impersonate-User", user)] + groups.map { ("Impersonate-Group", $0) }
+        return copy
+    }
 
     public init(connection: ClusterConnection, userAgent: String = "kubetrace-operator", logger: Logger = Logger(label: "kubetrace.kubeclient")) {
         self.connection = connection
@@ -194,7 +204,7 @@ public struct KubeClient: Sendable {
     private func makeRequest(_ method: String, path: String, query: [(String, String)], body: [UInt8]?, contentType: String, auth: CredentialProvider.Current, timeout: Duration?) -> HTTPRequest {
         var url = connection.server + path
         if !query.isEmpty { url += "?" + encodeQuery(query) }
-        var headers: [(name: String, value: String)] = [("Accept", "application/json"), ("User-Agent", userAgent)]
+        var headers: [(name: String, value: String)] = [("Accept", "application/json"), ("User-Agent", userAgent)] + impersonation
         if body != nil { headers.append(("Content-Type", contentType)) }
         if let token = auth.bearer {
             headers.append(("Authorization", "Bearer \(token.value)"))

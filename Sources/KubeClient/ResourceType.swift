@@ -33,7 +33,8 @@ public struct ResourceType: Sendable, Hashable {
         return p
     }
 
-    static func escape(_ segment: String) -> String {
+    /// Percent-encodes one URL path segment.
+    public static func escape(_ segment: String) -> String {
         segment.addingPercentEncoding(withAllowedCharacters: pathSegmentAllowed) ?? segment
     }
 

@@ -60,7 +60,14 @@ public final class KubetraceAPIEmulator: Sendable {
     func handle(method: String, path: String, authorization: String?, body: [UInt8], server: String, caData: String?,
                 mint: (String, String, TimeInterval) async throws -> (String, Date)) async -> Answer {
         let sub = String(path.dropFirst(Self.pathPrefix.count))
-        if method == "GET", sub == "/v1/ping" { return Answer(status: 200, body: Array(#"{"ok":true}"#.utf8)) }
+        if method == "GET", sub == "/v1/ping" {
+            // Unauthenticated pings check connectivity; with a bearer token the token is checked too.
+            if let authorization, authorization.hasPrefix("Bearer ") {
+                let ok = state.withLock { $0.operatorTokens.contains(String(authorization.dropFirst(7))) }
+                if !ok { return Self.error(401, "invalid_token", "operator token is not valid") }
+            }
+            return Answer(status: 200, body: Array(#"{"ok":true}"#.utf8))
+        }
         let parts = sub.split(separator: "/")
         guard method == "POST", parts.count == 4, parts[0] == "v1", parts[1] == "clusters", parts[3] == "token:refresh" else {
             return Self.error(404, "not_found", "no such endpoint: \(method) \(sub)")

@@ -51,6 +51,9 @@ public enum KubetraceCLI {
                 try sync.run()
             }
             exit(0)
+        } catch let e as ExitCode {
+            // The command already said what it had to (doctor's ✗ lines).
+            exit(e.rawValue)
         } catch let e as CLIError {
             FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
             exit(e.exitCode)
@@ -141,20 +144,3 @@ struct RunCommand: ClusterCommand {
     }
 }
 
-struct ManifestCommand: ClusterCommand {
-    static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Generate the cluster-specific install manifest.")
-    @OptionGroup var cluster: ClusterOptions
-    func run() async throws {
-        _ = try connect()
-        throw CLIError.runtime("manifest: not yet implemented")
-    }
-}
-
-struct DoctorCommand: ClusterCommand {
-    static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Run the troubleshooting checklist.")
-    @OptionGroup var cluster: ClusterOptions
-    func run() async throws {
-        _ = try connect()
-        throw CLIError.runtime("doctor: not yet implemented")
-    }
-}

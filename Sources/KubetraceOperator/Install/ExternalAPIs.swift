@@ -1,0 +1,80 @@
+import Foundation
+import KubeClient
+
+/// How to reach the Kubetrace API and Vultr: base URL plus the TLS trust to use.
+struct ExternalEndpoint: Sendable {
+    var baseURL: String
+    var tls: TLSSettings
+
+    /// Validates an `API_URL`-style value: https, or http only to loopback with `allowInsecure` (SPEC §3).
+    static func validated(_ raw: String, name: String, allowInsecure: Bool, caFile: String?) throws -> ExternalEndpoint {
+        var url = raw.trimmingCharacters(in: .whitespaces)
+        while url.hasSuffix("/") { url.removeLast() }
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme, let host = parts.host, !host.isEmpty else {
+            throw CLIError.configuration("\(name): \"\(raw)\" is not a URL")
+        }
+        switch scheme {
+        case "https": break
+        case "http":
+            let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1"
+            guard loopback && allowInsecure else {
+                throw CLIError.configuration("\(name): \"\(raw)\" must be https (plain http only to a loopback address with --allow-insecure-http)")
+            }
+        default:
+            throw CLIError.configuration("\(name): \"\(raw)\" must be an https URL")
+        }
+        var tls = TLSSettings()
+        if let caFile {
+            guard let pem = try? String(contentsOfFile: caFile, encoding: .utf8) else {
+                throw CLIError.configuration("--ca-file: cannot read \(caFile)")
+            }
+            tls.certificateAuthorityPEM = pem
+        }
+        return ExternalEndpoint(baseURL: url, tls: tls)
+    }
+}
+
+/// Reads a secret from a file: trimmed (a trailing newline is common), never empty.
+func readSecretFile(_ path: String, flag: String) throws -> SecretString {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CLIError.configuration("\(flag): cannot read \(path)")
+    }
+    let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !value.isEmpty else { throw CLIError.configuration("\(flag): \(path) is empty") }
+    return SecretString(value)
+}
+
+/// Vultr Container Registry: mint Docker credentials (`OPTIONS …/docker-credentials`).
+enum VultrRegistry {
+    struct Credentials {
+        var username: String
+        var password: SecretString
+    }
+
+    static func dockerCredentials(_ endpoint: ExternalEndpoint, apiKey: SecretString, registryID: String, host: String, expirySeconds: Int) async throws -> Credentials {
+        let url = "\(endpoint.baseURL)/v2/registry/\(ResourceType.escape(registryID))/docker-credentials?expiry_seconds=\(expirySeconds)&read_write=false"
+        let request = HTTPRequest(method: "OPTIONS", url: url, headers: [("Authorization", "Bearer \(apiKey.value)"), ("Accept", "application/json"),
+                                                                         ("User-Agent", "kubetrace-operator/\(kubetraceVersion)")], timeout: .seconds(30))
+        let response: HTTPResponse
+        do {
+            response = try await CurlTransport.shared.send(request, tls: endpoint.tls)
+        } catch {
+            throw CLIError.configuration("--vultr-api-url: \(endpoint.baseURL) cannot be reached (\(error))")
+        }
+        let detail = (try? JSONValue.parse(response.body))?["error"]?.stringValue ?? ""
+        switch response.status {
+        case 200: break
+        case 401, 403: throw CLIError.configuration("--vultr-api-key-file: the Vultr API rejected the key (\(response.status) \(detail))")
+        case 404: throw CLIError.configuration("--registry-id: registry \"\(registryID)\" not found by the Vultr API (404 \(detail))")
+        default: throw CLIError.configuration("--vultr-api-url: the Vultr API failed with \(response.status) \(detail); try again later")
+        }
+        guard let auths = (try? JSONValue.parse(response.body))?["auths"]?.objectValue else {
+            throw CLIError.configuration("--vultr-api-url: the Vultr API answer has no auths")
+        }
+        guard let entry = auths[host]?["auth"]?.stringValue, let raw = Data(base64Encoded: entry).map({ String(decoding: $0, as: UTF8.self) }),
+              let colon = raw.firstIndex(of: ":") else {
+            throw CLIError.configuration("--registry: the Vultr API returned credentials for \(auths.keys.sorted().joined(separator: ", ")), not \(host)")
+        }
+        return Credentials(username: String(raw[..<colon]), password: SecretString(String(raw[raw.index(after: colon)...])))
+    }
+}

@@ -1,0 +1,172 @@
+import Foundation
+public import KubeClient
+
+/// Everything `manifest` needs, gathered and checked by the command.
+public struct ManifestInputs: Sendable {
+    public var names = ObjectNames()
+    public var clusterID: String
+    public var apiURL: String
+    public var operatorToken: SecretString
+    public var image: String
+    /// Cluster facts from the kubeconfig.
+    public var server: String
+    public var certificateAuthorityPEM: String?
+    /// The registry host and pull credentials.
+    public var registry: String
+    public var registryUsername: String
+    public var registryPassword: SecretString
+    /// Stored so the operator can re-mint registry credentials itself.
+    public var vultrAPIKey: SecretString?
+    public var registryID: String?
+    public var healthPort = 8081
+    public var metricsPort = 8080
+}
+
+/// Renders the install manifest: one multi-document YAML, in apply order.
+public enum ManifestRenderer {
+    static let managedBy: (String, YAML) = ("app.kubernetes.io/managed-by", "kubetrace-operator")
+
+    public static func render(_ m: ManifestInputs) -> String {
+        let n = m.names
+        func meta(_ name: String, namespaced: Bool = true, extraLabels: [(String, YAML)] = []) -> YAML {
+            var pairs: [(String, YAML)] = [("name", .string(name))]
+            if namespaced { pairs.append(("namespace", .string(n.namespace))) }
+            pairs.append(("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy] + extraLabels)))
+            return .map(pairs)
+        }
+        func b64(_ s: String) -> YAML { .string(Data(s.utf8).base64EncodedString()) }
+        let auth = Data("\(m.registryUsername):\(m.registryPassword.value)".utf8).base64EncodedString()
+        let dockerConfig = JSONValue.object(["auths": .object([m.registry: .object([
+            "username": .string(m.registryUsername), "password": .string(m.registryPassword.value), "auth": .string(auth)])])])
+        var kubeconfigCluster: [(String, YAML)] = [("server", .string(m.server))]
+        if let ca = m.certificateAuthorityPEM {
+            kubeconfigCluster.append(("certificate-authority-data", .string(Data(ca.utf8).base64EncodedString())))
+        }
+        // The read-only user's kubeconfig: cluster facts now, its token on the operator's first refresh.
+        let readOnlyKubeconfig = YAML.map([
+            ("apiVersion", "v1"), ("kind", "Config"), ("current-context", "kubetrace"),
+            ("clusters", .list([.map([("name", "kubetrace"), ("cluster", .map(kubeconfigCluster))])])),
+            ("contexts", .list([.map([("name", "kubetrace"), ("context", .map([("cluster", "kubetrace"), ("user", .string(n.readOnlyServiceAccount)), ("namespace", .string(n.namespace))]))])])),
+            ("users", .list([.map([("name", .string(n.readOnlyServiceAccount)), ("user", .map([]))])])),
+        ]).render()
+
+        var operatorData: [(String, YAML)] = [("operator_token", b64(m.operatorToken.value))]
+        if let key = m.vultrAPIKey { operatorData.append(("vultr_api_key", b64(key.value))) }
+        if let id = m.registryID { operatorData.append(("registry_id", b64(id))) }
+
+        let secrets: [YAML] = [
+            .map([("apiVersion", "v1"), ("kind", "Secret"), ("metadata", meta(n.operatorSecret)), ("type", "Opaque"), ("data", .map(operatorData))]),
+            .map([("apiVersion", "v1"), ("kind", "Secret"), ("metadata", meta(n.registrySecret)), ("type", "kubernetes.io/dockerconfigjson"),
+                  ("data", .map([(".dockerconfigjson", .string(Data(dockerConfig.jsonBytes()).base64EncodedString()))]))]),
+            .map([("apiVersion", "v1"), ("kind", "Secret"), ("metadata", meta(n.kubeconfigSecret)), ("type", "Opaque"),
+                  ("data", .map([("kubeconfig", b64(readOnlyKubeconfig))]))]),
+        ]
+        let base = baseDocuments(m)
+        return ([base[0]] + secrets + base.dropFirst()).map { "---\n" + $0.render() }.joined()
+    }
+
+    /// The documents without credentials: Namespace, ServiceAccounts, RBAC, Deployment.
+    /// `deploy/` holds them as rendered for placeholder values.
+    static func baseDocuments(_ m: ManifestInputs) -> [YAML] {
+        let n = m.names
+        func meta(_ name: String, namespaced: Bool = true) -> YAML {
+            var pairs: [(String, YAML)] = [("name", .string(name))]
+            if namespaced { pairs.append(("namespace", .string(n.namespace))) }
+            pairs.append(("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy])))
+            return .map(pairs)
+        }
+        func rules(_ rs: [PolicyRule]) -> YAML {
+            .list(rs.map { r in
+                var pairs: [(String, YAML)] = [("apiGroups", .list((r.apiGroups ?? []).map { .string($0) })),
+                                               ("resources", .list((r.resources ?? []).map { .string($0) }))]
+                if let names = r.resourceNames { pairs.append(("resourceNames", .list(names.map { .string($0) }))) }
+                pairs.append(("verbs", .list(r.verbs.map { .string($0) })))
+                return .map(pairs)
+            })
+        }
+        return [
+            .map([("apiVersion", "v1"), ("kind", "Namespace"), ("metadata", meta(n.namespace, namespaced: false))]),
+            .map([("apiVersion", "v1"), ("kind", "ServiceAccount"), ("metadata", meta(n.readOnlyServiceAccount)),
+                  ("automountServiceAccountToken", false), ("imagePullSecrets", .list([.map([("name", .string(n.registrySecret))])]))]),
+            .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "Role"), ("metadata", meta(n.readOnlyRole)), ("rules", rules(DesiredRBAC.readOnlyRules))]),
+            .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.readOnlyBinding)),
+                  ("subjects", .list([.map([("kind", "ServiceAccount"), ("name", .string(n.readOnlyServiceAccount)), ("namespace", .string(n.namespace))])])),
+                  ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.readOnlyRole))]))]),
+            .map([("apiVersion", "v1"), ("kind", "ServiceAccount"), ("metadata", meta(n.operatorServiceAccount)),
+                  ("imagePullSecrets", .list([.map([("name", .string(n.registrySecret))])]))]),
+            .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "Role"), ("metadata", meta(n.operatorRole)), ("rules", rules(DesiredRBAC.operatorRules(n)))]),
+            .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.operatorBinding)),
+                  ("subjects", .list([.map([("kind", "ServiceAccount"), ("name", .string(n.operatorServiceAccount)), ("namespace", .string(n.namespace))])])),
+                  ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.operatorRole))]))]),
+            deployment(m),
+        ]
+    }
+
+    /// `deploy/` as generated: the base documents for placeholder values.
+    public static func renderBase(_ m: ManifestInputs) -> String {
+        baseDocuments(m).map { "---\n" + $0.render() }.joined()
+    }
+
+    static func deployment(_ m: ManifestInputs) -> YAML {
+        let n = m.names
+        let selector: YAML = .map([("app.kubernetes.io/name", "kubetrace-operator")])
+        func probe(_ path: String, _ initial: Int) -> YAML {
+            .map([("httpGet", .map([("path", .string(path)), ("port", "health")])), ("initialDelaySeconds", .int(initial)), ("periodSeconds", 10), ("timeoutSeconds", 2), ("failureThreshold", 3)])
+        }
+        let container: YAML = .map([
+            ("name", "operator"),
+            ("image", .string(m.image)),
+            // Always: every start re-checks the registry credentials (as kubelets now do for cached images).
+            ("imagePullPolicy", "Always"),
+            ("args", .list(["run"])),
+            ("env", .list([
+                .map([("name", "API_URL"), ("value", .string(m.apiURL))]),
+                .map([("name", "CLUSTER_ID"), ("value", .string(m.clusterID))]),
+                .map([("name", "POD_NAMESPACE"), ("valueFrom", .map([("fieldRef", .map([("fieldPath", "metadata.namespace")]))]))]),
+                .map([("name", "OPERATOR_TOKEN_FILE"), ("value", "/var/run/secrets/kubetrace/operator_token")]),
+                .map([("name", "HEALTH_ADDR"), ("value", .string("0.0.0.0:\(m.healthPort)"))]),
+                .map([("name", "METRICS_ADDR"), ("value", .string("0.0.0.0:\(m.metricsPort)"))]),
+                .map([("name", "LOG_FORMAT"), ("value", "json")]),
+            ])),
+            ("ports", .list([
+                .map([("name", "health"), ("containerPort", .int(m.healthPort)), ("protocol", "TCP")]),
+                .map([("name", "metrics"), ("containerPort", .int(m.metricsPort)), ("protocol", "TCP")]),
+            ])),
+            ("livenessProbe", probe("/healthz", 10)),
+            ("readinessProbe", probe("/readyz", 5)),
+            ("resources", .map([("requests", .map([("cpu", "50m"), ("memory", "96Mi")])), ("limits", .map([("cpu", "500m"), ("memory", "192Mi")]))])),
+            ("securityContext", .map([
+                ("allowPrivilegeEscalation", false), ("readOnlyRootFilesystem", true), ("runAsNonRoot", true), ("runAsUser", 65532), ("runAsGroup", 65532),
+                ("capabilities", .map([("drop", .list(["ALL"]))])), ("seccompProfile", .map([("type", "RuntimeDefault")])),
+            ])),
+            ("volumeMounts", .list([.map([("name", "operator-token"), ("mountPath", "/var/run/secrets/kubetrace"), ("readOnly", true)])])),
+        ])
+        return .map([
+            ("apiVersion", "apps/v1"), ("kind", "Deployment"),
+            ("metadata", .map([("name", .string(n.deployment)), ("namespace", .string(n.namespace)),
+                               ("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy]))])),
+            ("spec", .map([
+                ("replicas", 2),
+                ("revisionHistoryLimit", 3),
+                ("selector", .map([("matchLabels", selector)])),
+                // A new Pod is ready before an old one goes; the Lease hands over on shutdown.
+                ("strategy", .map([("type", "RollingUpdate"), ("rollingUpdate", .map([("maxUnavailable", 0), ("maxSurge", 1)]))])),
+                ("template", .map([
+                    ("metadata", .map([("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy]))])),
+                    ("spec", .map([
+                        ("serviceAccountName", .string(n.operatorServiceAccount)),
+                        ("automountServiceAccountToken", true),
+                        ("imagePullSecrets", .list([.map([("name", .string(n.registrySecret))])])),
+                        ("securityContext", .map([("runAsNonRoot", true), ("seccompProfile", .map([("type", "RuntimeDefault")]))])),
+                        ("terminationGracePeriodSeconds", 30),
+                        ("containers", .list([container])),
+                        ("volumes", .list([.map([("name", "operator-token"), ("secret", .map([
+                            ("secretName", .string(n.operatorSecret)), ("defaultMode", 0o400),
+                            ("items", .list([.map([("key", "operator_token"), ("path", "operator_token")])])),
+                        ]))])])),
+                    ])),
+                ])),
+            ])),
+        ])
+    }
+}

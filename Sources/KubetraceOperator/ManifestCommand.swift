@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import KubeClient
+
+/// `kubetrace-operator manifest`: the cluster-specific install manifest.
+struct ManifestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Generate the cluster-specific install manifest.")
+
+    @Option(help: ArgumentHelp("Kubeconfig of the cluster to install into.", valueName: "file")) var kubeconfig: String?
+    @Option(help: ArgumentHelp("Kubeconfig context.", valueName: "name")) var context: String?
+    @Option(help: ArgumentHelp("Operator namespace (env POD_NAMESPACE).", valueName: "name")) var namespace: String?
+    @Option(help: "This cluster's id (env CLUSTER_ID).") var clusterId: String?
+    @Option(help: "Kubetrace API base URL, https (env API_URL).") var apiUrl: String?
+    @Flag(help: "Allow a plain http API_URL on a loopback address.") var allowInsecureHttp = false
+    @Option(help: ArgumentHelp("File holding the operator token (env OPERATOR_TOKEN_FILE).", valueName: "file")) var operatorTokenFile: String?
+    @Option(help: "Registry host the pull Secret is for.") var registry = "blr.vultrcr.com"
+    @Option(help: ArgumentHelp("File holding a Vultr API key: fetch pull credentials from the Vultr API.", valueName: "file")) var vultrApiKeyFile: String?
+    @Option(help: "Vultr registry id (with --vultr-api-key-file).") var registryId: String?
+    @Option(help: "Registry username (instead of the Vultr API).") var registryUsername: String?
+    @Option(help: ArgumentHelp("File holding the registry password.", valueName: "file")) var registryPasswordFile: String?
+    @Option(help: "Vultr API base URL.") var vultrApiUrl = "https://api.vultr.com"
+    @Option(help: "Lifetime asked of Vultr for the pull credentials, in seconds (the operator re-mints them before they lapse).") var registryExpirySeconds = 2_592_000
+    @Option(help: ArgumentHelp("Extra CA (PEM) to trust for the Kubetrace and Vultr APIs.", valueName: "file")) var caFile: String?
+    @Option(help: "Operator image (pin it by digest: image@sha256:…).") var image = "blr.vultrcr.com/kubetrace/kubetrace-operator:\(kubetraceVersion)"
+    @Option(help: ArgumentHelp("Where to write the manifest (mode 0600), or - for stdout.", valueName: "file|-")) var output = "kubetrace-operator.yaml"
+
+    /// Checked after the kubeconfig, so a kubeconfig error is always the first reported.
+    func checkRegistryFlags() throws {
+        let viaVultr = vultrApiKeyFile != nil || registryId != nil
+        let given = registryUsername != nil || registryPasswordFile != nil
+        if viaVultr && given { throw ValidationError("use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file") }
+        if viaVultr && (vultrApiKeyFile == nil || registryId == nil) { throw ValidationError("--vultr-api-key-file and --registry-id go together") }
+        if given && (registryUsername == nil || registryPasswordFile == nil) { throw ValidationError("--registry-username and --registry-password-file go together") }
+        if !viaVultr && !given { throw ValidationError("registry credentials are required: --vultr-api-key-file and --registry-id, or --registry-username and --registry-password-file") }
+        if !(60...2_592_000).contains(registryExpirySeconds) { throw ValidationError("--registry-expiry-seconds: must be between 60 and 2592000") }
+    }
+
+    func run() async throws {
+        let env = ProcessInfo.processInfo.environment
+        // The kubeconfig first: a configuration error is reported before anything else.
+        let config = try KubeConfig.load(explicitPath: kubeconfig, environment: env)
+        let connection = try ClusterConnection.from(kubeconfig: config, context: context)
+        do { try checkRegistryFlags() } catch let e as ValidationError { throw CLIError.configuration(e.message) }
+        guard let clusterID = clusterId ?? env["CLUSTER_ID"], !clusterID.isEmpty else {
+            throw CLIError.configuration("--cluster-id (or CLUSTER_ID) is required")
+        }
+        guard let rawAPI = apiUrl ?? env["API_URL"], !rawAPI.isEmpty else { throw CLIError.configuration("--api-url (or API_URL) is required") }
+        let api = try ExternalEndpoint.validated(rawAPI, name: apiUrl != nil ? "--api-url" : "API_URL", allowInsecure: allowInsecureHttp, caFile: caFile)
+        guard let tokenFile = operatorTokenFile ?? env["OPERATOR_TOKEN_FILE"] else {
+            throw CLIError.configuration("--operator-token-file (or OPERATOR_TOKEN_FILE) is required")
+        }
+        let operatorToken = try readSecretFile(tokenFile, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE")
+
+        var username: String
+        var password: SecretString
+        var vultrKey: SecretString?
+        if let keyFile = vultrApiKeyFile, let id = registryId {
+            let key = try readSecretFile(keyFile, flag: "--vultr-api-key-file")
+            let vultr = try ExternalEndpoint.validated(vultrApiUrl, name: "--vultr-api-url", allowInsecure: allowInsecureHttp, caFile: caFile)
+            let creds = try await VultrRegistry.dockerCredentials(vultr, apiKey: key, registryID: id, host: registry, expirySeconds: registryExpirySeconds)
+            (username, password, vultrKey) = (creds.username, creds.password, key)
+        } else {
+            username = registryUsername ?? ""
+            password = try readSecretFile(registryPasswordFile ?? "", flag: "--registry-password-file")
+        }
+
+        var inputs = ManifestInputs(clusterID: clusterID, apiURL: api.baseURL, operatorToken: operatorToken, image: image,
+                                    server: connection.server, certificateAuthorityPEM: connection.tls.certificateAuthorityPEM,
+                                    registry: registry, registryUsername: username, registryPassword: password,
+                                    vultrAPIKey: vultrKey, registryID: vultrKey != nil ? registryId : nil)
+        if let ns = namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { inputs.names.namespace = ns }
+        let yaml = ManifestRenderer.render(inputs)
+        let warning = "kubetrace-operator: this manifest contains credentials for cluster \(clusterID): never commit or share it\n"
+        if output == "-" {
+            FileHandle.standardOutput.write(Data(yaml.utf8))
+            FileHandle.standardError.write(Data(warning.utf8))
+        } else {
+            try writePrivately(yaml, to: output)
+            FileHandle.standardError.write(Data("kubetrace-operator: wrote \(output) (mode 0600); apply it with: kubectl apply -f \(output)\n".utf8) + Data(warning.utf8))
+        }
+    }
+}
+
+/// Writes owner-only, whole or not at all (temporary file, then rename).
+func writePrivately(_ text: String, to path: String) throws {
+    let dir = (path as NSString).deletingLastPathComponent
+    let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+        throw CLIError.configuration("--output: cannot write \(path)")
+    }
+    if rename(tmp, path) != 0 {
+        unlink(tmp)
+        throw CLIError.configuration("--output: cannot write \(path) (\(String(cString: strerror(errno))))")
+    }
+}

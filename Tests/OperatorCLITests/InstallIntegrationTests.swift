@@ -1,0 +1,190 @@
+import Foundation
+import KubeClient
+import KubeSim
+import Testing
+
+/// `manifest` → `kubectl apply` → `doctor`, against the devcluster and its emulators.
+@Suite(.timeLimit(.minutes(2))) struct InstallIntegrationTests {
+    struct Setup {
+        let dir: TempDir
+        let kubeconfig: String
+        let ca: String
+        let tokenFile: String
+        let vultrKeyFile: String
+        let apiURL: String
+        let vultrURL: String
+    }
+
+    func setup(_ cluster: DevCluster) async throws -> Setup {
+        let dir = TempDir()
+        let url = await cluster.url()
+        return Setup(dir: dir, kubeconfig: dir.write("kubeconfig", cluster.kubeconfigYAML(server: url)),
+                     ca: dir.write("ca.crt", cluster.certificateAuthority!.certificate.certificatePEM),
+                     tokenFile: dir.write("operator_token", cluster.operatorToken + "\n"),
+                     vultrKeyFile: dir.write("vultr_api_key", cluster.vultrAPIKey + "\n"),
+                     apiURL: url + "/kubetrace-api", vultrURL: url + "/vultr")
+    }
+
+    func manifestArgs(_ s: Setup, output: String) -> [String] {
+        ["manifest", "--kubeconfig", s.kubeconfig, "--cluster-id", "c-1", "--api-url", s.apiURL, "--operator-token-file", s.tokenFile,
+         "--vultr-api-key-file", s.vultrKeyFile, "--registry-id", DevCluster.vultrRegistryID, "--vultr-api-url", s.vultrURL,
+         "--ca-file", s.ca, "--output", output]
+    }
+
+    @Test func manifestFromTheVultrAPIAppliesWithKubectl() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let out = "\(s.dir.path)/kubetrace-operator.yaml"
+            let r = try await runCLI(manifestArgs(s, output: out))
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("never commit or share it"))
+            for secret in [cluster.operatorToken, cluster.vultrAPIKey] { #expect(!r.stderr.contains(secret) && !r.stdout.contains(secret)) }
+            let mode = try FileManager.default.attributesOfItem(atPath: out)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            #expect(cluster.vultr.issuedCount == 1)
+            #expect(cluster.vultr.lastExpirySeconds == 2_592_000)
+            let applied = try await runTool("kubectl", ["apply", "-f", out], environment: ["KUBECONFIG": s.kubeconfig])
+            #expect(applied.status == 0, "\(applied.stderr)")
+            #expect(applied.stdout.contains("deployment.apps/kubetrace-operator created"))
+            let client = try await cliClient(cluster)
+            let operatorSecret = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-operator")
+            // The token file's trailing newline is trimmed.
+            #expect(operatorSecret.data?["operator_token"]?.string == cluster.operatorToken)
+            let pull = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
+            let auths = try JSONValue.parse(pull.data![".dockerconfigjson"]!.bytes)["auths"]
+            #expect(auths?["blr.vultrcr.com"]?["auth"] != nil)
+            let sa = try await client.get(ServiceAccount.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user")
+            #expect(sa.imagePullSecrets == [LocalObjectReference(name: "kubetrace-registry")])
+        }
+    }
+
+    @Test func badInputIsOneClearLineAndExit2() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let out = "\(s.dir.path)/m.yaml"
+            func run(_ change: (inout [String]) -> Void) async throws -> CLIRun {
+                var args = manifestArgs(s, output: out)
+                change(&args)
+                return try await runCLI(args)
+            }
+            func replace(_ flag: String, _ value: String) -> (inout [String]) -> Void {
+                { args in if let i = args.firstIndex(of: flag) { args[i + 1] = value } }
+            }
+            let cases: [((inout [String]) -> Void, String)] = [
+                (replace("--api-url", "http://api.example.com"), "--api-url: \"http://api.example.com\" must be https"),
+                (replace("--kubeconfig", "/nonexistent"), "kubeconfig /nonexistent: cannot be read"),
+                (replace("--operator-token-file", "/nonexistent"), "--operator-token-file: cannot read /nonexistent"),
+                (replace("--vultr-api-key-file", s.dir.write("wrong", "not-the-key")), "--vultr-api-key-file: the Vultr API rejected the key (401 Invalid API token.)"),
+                (replace("--registry-id", "nope"), "--registry-id: registry \"nope\" not found by the Vultr API (404"),
+                ({ $0.removeAll { $0 == "--cluster-id" || $0 == "c-1" } }, "--cluster-id (or CLUSTER_ID) is required"),
+                ({ $0 += ["--registry-username", "u"] }, "use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file"),
+            ]
+            for (change, message) in cases {
+                let r = try await run(change)
+                #expect(r.status == 2, "\(message): \(r.stderr)")
+                #expect(r.stderr.contains(message), "expected \(message) in \(r.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: out), "nothing is written on bad input")
+            }
+            cluster.vultr.failNext(status: 503)
+            let down = try await run { _ in }
+            #expect(down.status == 2)
+            #expect(down.stderr.contains("--vultr-api-url: the Vultr API failed with 503"))
+        }
+    }
+
+    /// A healthy install passes every check; each broken state fails its own.
+    @Test func doctorFindsEachBrokenState() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let client = try await cliClient(cluster)
+            let port = await cluster.port()
+            let registry = "127.0.0.1:\(port)"
+            let passwordFile = s.dir.write("registry_password", "pw\n")
+            let out = "\(s.dir.path)/m.yaml"
+            let gen = try await runCLI(["manifest", "--kubeconfig", s.kubeconfig, "--cluster-id", "c-1", "--api-url", s.apiURL,
+                                        "--operator-token-file", s.tokenFile, "--registry", registry, "--registry-username", "u",
+                                        "--registry-password-file", passwordFile, "--ca-file", s.ca, "--output", out])
+            #expect(gen.status == 0, "\(gen.stderr)")
+            #expect(try await runTool("kubectl", ["apply", "-f", out], environment: ["KUBECONFIG": s.kubeconfig]).status == 0)
+            // What the running operator would have done: its Pod runs, and the kubeconfig Secret holds a token.
+            let pod = try JSONValue.parse(Array(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"kubetrace-operator-abc","labels":{"app.kubernetes.io/name":"kubetrace-operator"}},"spec":{"containers":[{"name":"operator","image":"x"}]},"status":{"phase":"Running"}}"#.utf8))
+            _ = try await client.request("POST", path: "/api/v1/namespaces/kubetrace-system/pods", body: pod.jsonBytes())
+            let minted = try await client.requestToken(namespace: "kubetrace-system", serviceAccount: "kubetrace-readonly-user", TokenRequest(audiences: [], expirationSeconds: 3600))
+            var kc = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-kubeconfig")
+            let withToken = kc.data!["kubeconfig"]!.string.replacingOccurrences(of: "  user: {}", with: "  user:\n    token: \(minted.status!.token.value)")
+            kc.data = ["kubeconfig": SecretBytes(withToken)]
+            _ = try await client.update(kc)
+
+            let doctorArgs = ["doctor", "--kubeconfig", s.kubeconfig, "--namespace", "kubetrace-system", "--ca-file", s.ca, "--registry", registry]
+            let healthy = try await runCLI(doctorArgs)
+            #expect(healthy.status == 0, "\(healthy.stdout)\(healthy.stderr)")
+            #expect(healthy.stdout.contains("all 11 checks passed"))
+            #expect(!healthy.stdout.contains(cluster.operatorToken))
+            let json = try await runCLI(doctorArgs + ["--output", "json"])
+            let doc = try JSONValue.parse(Array(json.stdout.utf8))
+            #expect(doc["ok"] == .bool(true))
+            #expect(doc["checks"]?.arrayValue?.count == 11)
+
+            func failing() async throws -> [String] {
+                let r = try await runCLI(doctorArgs + ["--output", "json"])
+                #expect(r.status == 1)
+                let d = try JSONValue.parse(Array(r.stdout.utf8))
+                return d["checks"]?.arrayValue?.filter { $0["ok"] == .bool(false) }.compactMap { $0["check"]?.stringValue } ?? []
+            }
+            // SA without the reference.
+            _ = try await client.patch(ServiceAccount.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user", .merge(.object(["imagePullSecrets": .null])))
+            #expect(try await failing() == ["pull-secret-references"])
+            _ = try await client.patch(ServiceAccount.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user", .merge(.object(["imagePullSecrets": .array([.object(["name": .string("kubetrace-registry")])])])))
+            // No pull Secret.
+            let pull = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
+            try await client.delete(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
+            #expect(try await failing() == ["pull-secret"])
+            var restored = pull
+            restored.metadata = ObjectMeta(name: "kubetrace-registry", namespace: "kubetrace-system")
+            _ = try await client.create(restored)
+            // A bad operator token.
+            cluster.kubetraceAPI.revokeOperatorToken(cluster.operatorToken)
+            #expect(try await failing() == ["kubetrace-api"])
+            cluster.kubetraceAPI.acceptOperatorToken(cluster.operatorToken)
+            // RoleBinding deleted.
+            let binding = try await client.get(RoleBinding.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user")
+            try await client.delete(RoleBinding.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user")
+            #expect(try await failing() == ["rbac-objects"])
+            var rb = binding
+            rb.metadata = ObjectMeta(name: binding.name, namespace: "kubetrace-system")
+            _ = try await client.create(rb)
+            // RBAC too narrow: the operator's Role loses leases.
+            var role = try await client.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-operator")
+            let full = role
+            role.rules = role.rules?.filter { $0.resources != ["leases"] }
+            _ = try await client.update(role)
+            #expect(try await failing() == ["rbac-permissions"])
+            var back = try await client.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-operator")
+            back.rules = full.rules
+            _ = try await client.update(back)
+            // API_URL unreachable.
+            let unreachable = try await runCLI(doctorArgs + ["--api-url", "https://127.0.0.1:1", "--output", "json"])
+            #expect(unreachable.status == 1)
+            let u = try JSONValue.parse(Array(unreachable.stdout.utf8))
+            #expect(u["checks"]?.arrayValue?.filter { $0["ok"] == .bool(false) }.compactMap { $0["check"]?.stringValue } == ["kubetrace-api"])
+            // And healthy again.
+            #expect(try await runCLI(doctorArgs).status == 0)
+        }
+    }
+
+    @Test func kustomizeBaseAppliesWithItsSecretFiles() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let copy = "\(s.dir.path)/deploy"
+            try FileManager.default.copyItem(atPath: repositoryRoot.appendingPathComponent("deploy").path, toPath: copy)
+            FileManager.default.createFile(atPath: "\(copy)/secrets/operator_token", contents: Data("kt_op_example".utf8))
+            FileManager.default.createFile(atPath: "\(copy)/secrets/dockerconfig.json", contents: Data(#"{"auths":{"blr.vultrcr.com":{"auth":"dTpw"}}}"#.utf8))
+            let r = try await runTool("kubectl", ["apply", "-k", copy], environment: ["KUBECONFIG": s.kubeconfig])
+            #expect(r.status == 0, "\(r.stderr)")
+            let client = try await cliClient(cluster)
+            let pull = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
+            #expect(pull.type == "kubernetes.io/dockerconfigjson")
+            _ = try await client.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-operator")
+        }
+    }
+}
