@@ -25,7 +25,8 @@ echo "make run: no reachable cluster in the kubeconfig; starting kubetrace-devcl
 rm -f "$state/port"
 "$bin/kubetrace-devcluster" --state-dir "$state" &
 dev=$!
-trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT INT TERM
+trap 'kill $dev 2>/dev/null; wait $dev 2>/dev/null || true' EXIT
+trap 'exit 0' INT TERM
 for _ in $(seq 100); do
   [ -f "$state/port" ] && break
   kill -0 $dev 2>/dev/null || { echo "make run: kubetrace-devcluster exited" >&2; exit 1; }
@@ -33,4 +34,13 @@ for _ in $(seq 100); do
 done
 [ -f "$state/port" ] || { echo "make run: kubetrace-devcluster did not start within 10 s" >&2; exit 1; }
 echo "make run: devcluster on port $(cat "$state/port"); kubectl: KUBECONFIG=$state/kubeconfig kubectl get ns" >&2
-KUBECONFIG="$state/kubeconfig" "$bin/kubetrace-operator" run
+export KUBECONFIG="$state/kubeconfig"
+# Install as a user would: generate the manifest against the devcluster's own
+# Kubetrace API and Vultr emulators, apply it, then run the operator out of cluster.
+"$bin/kubetrace-operator" manifest --cluster-id devcluster --api-url "$(cat "$state/api_url")" \
+  --operator-token-file "$state/operator_token" --vultr-api-key-file "$state/vultr_api_key" \
+  --registry-id devcluster-registry --vultr-api-url "$(cat "$state/vultr_api_url")" \
+  --ca-file "$state/ca.crt" --output "$state/kubetrace-operator.yaml"
+kubectl apply -f "$state/kubetrace-operator.yaml" >&2
+exec_env=(API_URL="$(cat "$state/api_url")" CLUSTER_ID=devcluster POD_NAMESPACE=kubetrace-system)
+env "${exec_env[@]}" "$bin/kubetrace-operator" run --ca-file "$state/ca.crt" --vultr-api-url "$(cat "$state/vultr_api_url")"

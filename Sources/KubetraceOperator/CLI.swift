@@ -129,18 +129,4 @@ extension ClusterCommand {
     }
 }
 
-struct RunCommand: ClusterCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the operator (the daemon).")
-    @OptionGroup var cluster: ClusterOptions
-
-    func run() async throws {
-        let client = try connect()
-        let version: String
-        do { version = try await client.serverVersion() } catch {
-            throw CLIError.runtime("cannot reach the API server of \(client.connection.source): \(error)")
-        }
-        FileHandle.standardError.write(Data("kubetrace-operator: connected to \(client.connection.server) (\(version)) via \(client.connection.source), namespace \(client.connection.namespace)\n".utf8))
-        throw CLIError.runtime("run: the watch, repair and refresh handlers are not built yet")
-    }
-}
 

@@ -118,17 +118,61 @@ final class TempDir: @unchecked Sendable {
         #expect(r.stderr.contains("pass --kubeconfig FILE"))
     }
 
-    @Test func runConnectsToTheDevcluster() async throws {
+    /// `run` against the devcluster: it refreshes the kubeconfig Secret, and SIGTERM stops it cleanly.
+    @Test func runRefreshesAndStopsOnSIGTERM() async throws {
         try await DevCluster.withRunning { cluster in
             let dir = TempDir()
-            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: await cluster.url()))
-            let r = try await runCLI(["run", "--kubeconfig", kubeconfig, "--namespace", "kubetrace-system"])
-            #expect(r.stderr.contains("connected to \(await cluster.url()) (v1.32.0-kubetrace-devcluster)"))
-            #expect(r.stderr.contains("namespace kubetrace-system"))
-            // The admin token in that kubeconfig never reaches the output.
-            #expect(!r.stderr.contains(cluster.adminToken))
-            #expect(!r.stdout.contains(cluster.adminToken))
+            let url = await cluster.url()
+            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: url))
+            let ca = dir.write("ca.crt", cluster.certificateAuthority!.certificate.certificatePEM)
+            let client = try await cliClient(cluster)
+            _ = try await client.create(Namespace(metadata: ObjectMeta(name: "kubetrace-system")))
+            _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "kubetrace-readonly-user", namespace: "kubetrace-system")))
+            _ = try await client.create(Secret(metadata: ObjectMeta(name: "kubetrace-operator", namespace: "kubetrace-system"), type: "Opaque",
+                                               data: ["operator_token": SecretBytes(cluster.operatorToken)]))
+            // Watch for the kubeconfig Secret the operator will write.
+            let path = Secret.resource.path(namespace: "kubetrace-system")
+            let (_, body) = try await client.stream(path: path, query: [("watch", "1"), ("fieldSelector", "metadata.name=kubetrace-kubeconfig")])
+            let process = Process()
+            process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
+            process.arguments = ["run", "--kubeconfig", kubeconfig, "--namespace", "kubetrace-system", "--api-url", url + "/kubetrace-api",
+                                 "--cluster-id", "c-1", "--ca-file", ca]
+            process.environment = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
+            let err = Pipe()
+            process.standardError = err
+            process.standardOutput = FileHandle.nullDevice
+            let (exited, exitedCont) = AsyncStream.makeStream(of: Int32.self)
+            process.terminationHandler = { exitedCont.yield($0.terminationStatus); exitedCont.finish() }
+            try process.run()
+            var seen = ""
+            for try await chunk in body {
+                seen += String(decoding: chunk, as: UTF8.self)
+                if seen.contains("\"ADDED\"") { break }
+            }
+            #expect(seen.contains("kubetrace.net/token-expires-at"))
+            kill(process.processIdentifier, SIGTERM)
+            var status: Int32 = -1
+            for await s in exited { status = s }
+            #expect(status == 0)
+            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(stderr.contains("kubeconfig-token refreshed (expires in"))
+            #expect(!stderr.contains(cluster.operatorToken) && !stderr.contains(cluster.adminToken))
         }
+    }
+
+    @Test func runRefusesAPlainHTTPAPIURL() async throws {
+        let dir = TempDir()
+        let kubeconfig = dir.write("kubeconfig", """
+        current-context: c
+        clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+        contexts: [{name: c, context: {cluster: c}}]
+        """)
+        let r = try await runCLI(["run", "--kubeconfig", kubeconfig, "--api-url", "http://api.example.com", "--cluster-id", "c"])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("--api-url: \"http://api.example.com\" must be https"))
+        let short = try await runCLI(["run", "--kubeconfig", kubeconfig, "--token-source", "tokenrequest", "--token-lifetime", "5m"])
+        #expect(short.status == 2)
+        #expect(short.stderr.contains("--token-lifetime: must be at least 10m"))
     }
 }
 
@@ -158,8 +202,8 @@ final class TempDir: @unchecked Sendable {
         #expect(Int(port) != nil)
         let attrs = try FileManager.default.attributesOfItem(atPath: "\(dir.path)/state/kubeconfig")
         #expect((attrs[.posixPermissions] as? Int) == 0o600)
-        let r = try await runCLI(["run", "--kubeconfig", "\(dir.path)/state/kubeconfig"])
-        #expect(r.stderr.contains("connected to https://127.0.0.1:\(port)"))
+        let r = try await runCLI(["doctor", "--kubeconfig", "\(dir.path)/state/kubeconfig"])
+        #expect(r.stdout.contains("reachable at https://127.0.0.1:\(port)"))
         kill(process.processIdentifier, SIGTERM)
         var status: Int32 = -1
         for await s in exited { status = s }

@@ -71,6 +71,10 @@ public struct CoreEvent: KubeResource, Equatable {
     public struct Source: Codable, Sendable, Equatable {
         public var component: String?
         public var host: String?
+        public init(component: String? = nil, host: String? = nil) {
+            self.component = component
+            self.host = host
+        }
     }
     public var apiVersion: String? = "v1"
     public var kind: String? = "Event"

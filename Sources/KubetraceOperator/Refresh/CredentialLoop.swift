@@ -1,0 +1,189 @@
+public import Foundation
+import KubeClient
+public import Logging
+import Metrics
+import Synchronization
+
+/// What one refresh learned.
+public struct RefreshResult: Sendable {
+    public var issuedAt: Date?
+    public var expiresAt: Date?
+}
+
+/// Why a refresh failed; decides the retry.
+public struct RefreshFailure: Error, CustomStringConvertible, Sendable {
+    public enum Kind: Sendable { case unauthorized, retryable, badAnswer }
+    public var kind: Kind
+    public var message: String
+    public var retryAfter: TimeInterval?
+    public var description: String { message }
+}
+
+/// Wakes a sleeping loop early (an outside change to the credential).
+final class Wakeup: Sendable {
+    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func poke() {
+        let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.pending = true
+            return nil
+        }
+        w?.resume()
+    }
+
+    enum Reason { case deadline, poked }
+
+    /// Returns at `deadline` or at the first poke, whichever comes first, and says which.
+    func wait(until deadline: Date) async -> Reason {
+        let seconds = deadline.timeIntervalSinceNow
+        return await withTaskGroup(of: Reason.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Int64(max(seconds, 0) * 1000)))
+                return .deadline
+            }
+            group.addTask {
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        let now = self.state.withLock { s -> Bool in
+                            if s.pending { s.pending = false; return true }
+                            s.waiter = c
+                            return false
+                        }
+                        if now { c.resume() }
+                    }
+                } onCancel: {
+                    let w = self.state.withLock { s -> CheckedContinuation<Void, Never>? in defer { s.waiter = nil }; return s.waiter }
+                    w?.resume()
+                }
+                return .poked
+            }
+            let first = await group.next() ?? .deadline
+            group.cancelAll()
+            return first
+        }
+    }
+}
+
+/// Refreshes one credential on its deadline, forever: one refresh in flight at
+/// a time, failures retried with capped backoff (always before expiry), a
+/// warning as expiry nears, and an early wake-up when someone else changed it.
+public actor CredentialLoop {
+    public nonisolated let name: String
+    let policy: RefreshPolicy
+    let refresh: @Sendable () async throws -> RefreshResult
+    let current: @Sendable () async -> RefreshResult?
+    let logger: Logger
+    let onEvent: @Sendable (_ reason: String, _ note: String, _ warning: Bool) async -> Void
+    nonisolated let wakeup = Wakeup()
+    private var state = RefreshResult()
+    private var failures = 0
+    private var warned = false
+    private let expiryGauge: Gauge
+    private let success: Counter
+    private let failure: Counter
+
+    public init(name: String, policy: RefreshPolicy, logger: Logger,
+                current: @escaping @Sendable () async -> RefreshResult?,
+                refresh: @escaping @Sendable () async throws -> RefreshResult,
+                onEvent: @escaping @Sendable (_ reason: String, _ note: String, _ warning: Bool) async -> Void = { _, _, _ in }) {
+        self.name = name
+        self.policy = policy
+        self.refresh = refresh
+        self.current = current
+        self.onEvent = onEvent
+        var l = logger
+        l[metadataKey: "credential"] = "\(name)"
+        self.logger = l
+        expiryGauge = Gauge(label: "kubetrace_credential_expiry_seconds", dimensions: [("credential", name)])
+        success = Counter(label: "kubetrace_credential_refreshes_total", dimensions: [("credential", name), ("outcome", "success")])
+        failure = Counter(label: "kubetrace_credential_refreshes_total", dimensions: [("credential", name), ("outcome", "failure")])
+    }
+
+    /// An outside writer changed the credential: re-read it and reschedule.
+    public nonisolated func externalChange() { wakeup.poke() }
+
+    public func run() async {
+        if let known = await current() { state = known }
+        var next = state.expiresAt == nil ? Date() : policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: Date(), random: .random(in: 0..<1))
+        while !Task.isCancelled {
+            let reason = await wakeup.wait(until: next)
+            if Task.isCancelled { return }
+            let now = Date()
+            if reason == .poked, let known = await current() {
+                // Woken early: someone else wrote the credential. Adopt it and reschedule.
+                state = known
+                failures = 0
+                next = policy.nextRefresh(issuedAt: known.issuedAt, expiresAt: known.expiresAt, now: now, random: .random(in: 0..<1))
+                logger.info("credential changed by another writer; rescheduled", metadata: ["next_refresh_in": "\(Self.human(next.timeIntervalSince(now)))"])
+                continue
+            }
+            next = await refreshOnce()
+        }
+    }
+
+    /// A refresh under way: concurrent callers share it (actors are reentrant at `await`).
+    private var inFlight: Task<Date, Never>?
+    /// How many times `refreshOnce` was called (tests observe callers arriving).
+    private(set) var callers = 0
+
+    /// One refresh, single flight; returns when to run next.
+    public func refreshOnce() async -> Date {
+        callers += 1
+        if let inFlight { return await inFlight.value }
+        // Unstructured so that callers arriving meanwhile can await the same run; it is awaited here and cleared.
+        let task = Task { await self.performRefresh() }
+        inFlight = task
+        defer { inFlight = nil }
+        return await task.value
+    }
+
+    private func performRefresh() async -> Date {
+        do {
+            let result = try await refresh()
+            let now = Date()
+            state = RefreshResult(issuedAt: result.issuedAt ?? now, expiresAt: result.expiresAt)
+            failures = 0
+            warned = false
+            success.increment()
+            let next = policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now, random: .random(in: 0..<1))
+            let expiresIn = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "unknown"
+            if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)) }
+            logger.info("\(name) refreshed (expires in \(expiresIn), next refresh in \(Self.human(next.timeIntervalSince(now))))",
+                        metadata: ["event": "token_refreshed"])
+            await onEvent("TokenRefreshed", "\(name) refreshed; expires in \(expiresIn)", false)
+            return next
+        } catch {
+            failures += 1
+            failure.increment()
+            let now = Date()
+            let f = error as? RefreshFailure
+            let delay = policy.retryDelay(failures: failures, expiresAt: state.expiresAt, now: now, random: .random(in: 0..<1), retryAfter: f?.retryAfter)
+            let message = f?.message ?? "\(error)"
+            if f?.kind == .unauthorized {
+                logger.error("\(message)", metadata: ["event": "token_refresh_failed", "retry_in": "\(Self.human(delay))"])
+            } else {
+                logger.warning("\(name) refresh failed: \(message)", metadata: ["event": "token_refresh_failed", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"])
+            }
+            if failures == 1 { await onEvent("TokenRefreshFailed", "\(name) refresh failed: \(message)", true) }
+            if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)) }
+            if !warned, policy.expiringSoon(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now) {
+                warned = true
+                let left = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "?"
+                logger.warning("\(name) expires in \(left) and could not be refreshed", metadata: ["event": "token_expiring_soon"])
+                await onEvent("TokenExpiringSoon", "\(name) expires in \(left) and could not be refreshed: \(message)", true)
+            }
+            return now.addingTimeInterval(delay)
+        }
+    }
+
+    /// The credential's known expiry.
+    public var expiresAt: Date? { state.expiresAt }
+
+    static func human(_ seconds: TimeInterval) -> String {
+        let s = Int(seconds.rounded())
+        if s >= 7200 { return "\(s / 3600)h\(s % 3600 / 60)m" }
+        if s >= 120 { return "\(s / 60)m" }
+        return "\(max(s, 0))s"
+    }
+}

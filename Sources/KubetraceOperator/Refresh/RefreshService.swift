@@ -1,0 +1,251 @@
+public import Foundation
+public import KubeClient
+import KubeRuntime
+public import Logging
+import AsyncAlgorithms
+import Synchronization
+
+/// Where the read-only user's token comes from.
+public enum TokenSource: Sendable {
+    /// SPEC §4: the Kubetrace API's token:refresh.
+    case kubetraceAPI(baseURL: String, tls: TLSSettings, clusterID: String)
+    /// Self-hosted: Kubernetes TokenRequest for the read-only ServiceAccount.
+    case tokenRequest(audiences: [String], lifetimeSeconds: Int)
+}
+
+public struct RefreshConfiguration: Sendable {
+    public var names = ObjectNames()
+    public var source: TokenSource
+    public var policy = RefreshPolicy()
+    /// `OPERATOR_TOKEN_FILE`, else Secret `kubetrace-operator`, else `$CREDENTIALS_DIRECTORY/operator_token`.
+    public var operatorTokenFile: String?
+    public var credentialsDirectory: String?
+    /// Vultr registry credentials minted at run time (with `vultr_api_key` and `registry_id` in the operator Secret).
+    public var vultr: (baseURL: String, tls: TLSSettings)?
+    public var registryHost = "blr.vultrcr.com"
+    public var registryLifetimeSeconds = 86_400
+    public var instance = ProcessInfo.processInfo.hostName
+
+    public init(source: TokenSource) { self.source = source }
+}
+
+/// The refreshers of SPEC §5 for one cluster, run until cancelled.
+public struct RefreshService: Sendable {
+    let client: KubeClient
+    let config: RefreshConfiguration
+    let logger: Logger
+    private let writer: SecretWriter
+    private let events: EventRecorder
+    /// What this process last wrote into each managed key, so its own writes (whose
+    /// watch events can arrive before the write call returns) never count as outside changes.
+    private let ownWrites = OwnWrites()
+
+    public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger) {
+        self.client = client
+        self.config = configuration
+        self.logger = logger
+        writer = SecretWriter(client: client)
+        events = EventRecorder(client: client, instance: configuration.instance, logger: logger)
+    }
+
+    private var ns: String { config.names.namespace }
+
+    public func run() async throws {
+        let kubeconfigLoop = CredentialLoop(
+            name: "kubeconfig-token", policy: config.policy, logger: logger,
+            current: { await self.currentKubeconfigToken() },
+            refresh: { try await self.refreshKubeconfigToken() },
+            onEvent: { reason, note, warning in await self.event(self.config.names.kubeconfigSecret, reason, note, warning) })
+        let registryLoop: CredentialLoop? = config.vultr == nil ? nil : CredentialLoop(
+            name: "registry-credentials", policy: config.policy, logger: logger,
+            current: { await self.currentRegistryExpiry() },
+            refresh: { try await self.refreshRegistry() },
+            onEvent: { reason, note, warning in await self.event(self.config.names.registrySecret, reason, note, warning) })
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await kubeconfigLoop.run() }
+            if let registryLoop { group.addTask { await registryLoop.run() } }
+            group.addTask { try await self.watchForOutsideChanges(kubeconfig: kubeconfigLoop, registry: registryLoop) }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: the kubeconfig Secret's token
+
+    func currentKubeconfigToken() async -> RefreshResult? {
+        guard let secret = try? await client.get(Secret.self, namespace: ns, name: config.names.kubeconfigSecret) else { return nil }
+        return ReadOnlyKubeconfig.tokenFacts(secret)
+    }
+
+    func refreshKubeconfigToken() async throws -> RefreshResult {
+        let existing = try? await client.get(Secret.self, namespace: ns, name: config.names.kubeconfigSecret)
+        let facts = existing?.data?["kubeconfig"].map { ReadOnlyKubeconfig.clusterFacts($0.string) } ?? (server: nil, caData: nil)
+        let currentExpiry = existing.flatMap(ReadOnlyKubeconfig.tokenFacts)?.expiresAt
+        switch config.source {
+        case .kubetraceAPI(let baseURL, let tls, let clusterID):
+            let api = KubetraceAPIClient(endpoint: ExternalEndpoint(baseURL: baseURL, tls: tls), clusterID: clusterID,
+                                         kubeconfigSecret: (ns, config.names.kubeconfigSecret))
+            let operatorToken = try await self.operatorToken()
+            let answer = try await api.refresh(operatorToken: operatorToken, currentExpiry: currentExpiry)
+            // The kubeconfig first: it is what the refresh is for.
+            try await writeKubeconfig(token: answer.token, expiresAt: answer.expiresAt,
+                                      server: answer.server ?? facts.server ?? client.connection.server,
+                                      caData: answer.certificateAuthorityData ?? facts.caData)
+            if let rotated = answer.operatorToken { try await rotateOperatorToken(rotated, expiresAt: answer.operatorTokenExpiresAt) }
+            var due = answer.expiresAt
+            if let r = answer.registry {
+                try await writePullSecret(host: r.server, username: r.username, password: r.password, expiresAt: r.expiresAt)
+                // One call renews both: schedule it before whichever lapses first.
+                if let e = r.expiresAt { due = min(due, e) }
+            }
+            if let e = answer.operatorTokenExpiresAt { due = min(due, e) }
+            return RefreshResult(issuedAt: answer.issuedAt, expiresAt: due)
+        case .tokenRequest(let audiences, let lifetime):
+            let minted = try await client.requestToken(namespace: ns, serviceAccount: config.names.readOnlyServiceAccount,
+                                                       TokenRequest(audiences: audiences, expirationSeconds: max(lifetime, 600)))
+            guard let status = minted.status, let expiry = RFC3339.parse(status.expirationTimestamp) else {
+                throw RefreshFailure(kind: .badAnswer, message: "TokenRequest answer has no token or expirationTimestamp")
+            }
+            try await writeKubeconfig(token: status.token, expiresAt: expiry, server: facts.server ?? client.connection.server,
+                                      caData: facts.caData ?? client.connection.tls.certificateAuthorityPEM.map { Data($0.utf8).base64EncodedString() })
+            return RefreshResult(issuedAt: Date(), expiresAt: expiry)
+        }
+    }
+
+    private func writeKubeconfig(token: SecretString, expiresAt: Date, server: String, caData: String?) async throws {
+        let names = config.names
+        let document = ReadOnlyKubeconfig.render(server: server, certificateAuthorityData: caData, namespace: ns, user: names.readOnlyServiceAccount, token: token)
+        ownWrites.expect(names.kubeconfigSecret, SecretBytes(document))
+        try await writer.update(namespace: ns, name: names.kubeconfigSecret, create: {
+            Secret(metadata: ObjectMeta(name: names.kubeconfigSecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "Opaque")
+        }) { secret in
+            var data = secret.data ?? [:]
+            data["kubeconfig"] = SecretBytes(document)
+            secret.data = data
+            var annotations = secret.metadata.annotations ?? [:]
+            annotations[ReadOnlyKubeconfig.expiryAnnotation] = RFC3339.format(expiresAt)
+            secret.metadata.annotations = annotations
+        }
+    }
+
+    // MARK: the operator token
+
+    func operatorToken() async throws -> SecretString {
+        if let file = config.operatorTokenFile { return try Self.readToken(file) }
+        if let secret = try? await client.get(Secret.self, namespace: ns, name: config.names.operatorSecret),
+           let token = secret.data?["operator_token"], !token.isEmpty {
+            return SecretString(token.string.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if let dir = config.credentialsDirectory { return try Self.readToken("\(dir)/operator_token") }
+        throw RefreshFailure(kind: .unauthorized, message: "no operator_token: set OPERATOR_TOKEN_FILE, or Secret \(ns)/\(config.names.operatorSecret) key operator_token, or $CREDENTIALS_DIRECTORY/operator_token")
+    }
+
+    static func readToken(_ file: String) throws -> SecretString {
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) cannot be read")
+        }
+        let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !t.isEmpty else { throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) is empty") }
+        return SecretString(t)
+    }
+
+    private func rotateOperatorToken(_ token: SecretString, expiresAt: Date?) async throws {
+        if let file = config.operatorTokenFile {
+            logger.warning("the Kubetrace API rotated the operator token, but it comes from a file that the operator does not write; update it", metadata: ["file": "\(file)"])
+            return
+        }
+        let names = config.names
+        try await writer.update(namespace: ns, name: names.operatorSecret, create: {
+            Secret(metadata: ObjectMeta(name: names.operatorSecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "Opaque")
+        }) { secret in
+            var data = secret.data ?? [:]
+            data["operator_token"] = SecretBytes(token.value)
+            secret.data = data
+            if let expiresAt {
+                var a = secret.metadata.annotations ?? [:]
+                a["kubetrace.net/operator-token-expires-at"] = RFC3339.format(expiresAt)
+                secret.metadata.annotations = a
+            }
+        }
+        logger.info("operator token rotated", metadata: ["event": "operator_token_rotated"])
+    }
+
+    // MARK: registry credentials
+
+    func currentRegistryExpiry() async -> RefreshResult? {
+        guard let s = try? await client.get(Secret.self, namespace: ns, name: config.names.registrySecret) else { return nil }
+        return RefreshResult(issuedAt: nil, expiresAt: s.metadata.annotations?["kubetrace.net/registry-expires-at"].flatMap(RFC3339.parse))
+    }
+
+    func refreshRegistry() async throws -> RefreshResult {
+        guard let vultr = config.vultr else { return RefreshResult() }
+        let secret = try await client.get(Secret.self, namespace: ns, name: config.names.operatorSecret)
+        guard let key = secret.data?["vultr_api_key"], let id = secret.data?["registry_id"] else {
+            throw RefreshFailure(kind: .badAnswer, message: "Secret \(ns)/\(config.names.operatorSecret) has no vultr_api_key and registry_id")
+        }
+        let creds: VultrRegistry.Credentials
+        do {
+            creds = try await VultrRegistry.dockerCredentials(ExternalEndpoint(baseURL: vultr.baseURL, tls: vultr.tls),
+                                                              apiKey: SecretString(key.string.trimmingCharacters(in: .whitespacesAndNewlines)),
+                                                              registryID: id.string.trimmingCharacters(in: .whitespacesAndNewlines),
+                                                              host: config.registryHost, expirySeconds: config.registryLifetimeSeconds)
+        } catch let e as CLIError {
+            throw RefreshFailure(kind: e.message.contains("rejected") ? .unauthorized : .retryable, message: e.message)
+        }
+        let expiresAt = Date().addingTimeInterval(TimeInterval(config.registryLifetimeSeconds))
+        try await writePullSecret(host: config.registryHost, username: creds.username, password: creds.password, expiresAt: expiresAt)
+        return RefreshResult(issuedAt: Date(), expiresAt: expiresAt)
+    }
+
+    private func writePullSecret(host: String, username: String, password: SecretString, expiresAt: Date?) async throws {
+        let names = config.names
+        let auth = Data("\(username):\(password.value)".utf8).base64EncodedString()
+        let doc = JSONValue.object(["auths": .object([host: .object(["username": .string(username), "password": .string(password.value), "auth": .string(auth)])])])
+        ownWrites.expect(names.registrySecret, SecretBytes(doc.jsonBytes()))
+        try await writer.update(namespace: ns, name: names.registrySecret, create: {
+            Secret(metadata: ObjectMeta(name: names.registrySecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "kubernetes.io/dockerconfigjson")
+        }) { secret in
+            secret.type = "kubernetes.io/dockerconfigjson"
+            secret.data = [".dockerconfigjson": SecretBytes(doc.jsonBytes())]
+            var a = secret.metadata.annotations ?? [:]
+            if let expiresAt { a["kubetrace.net/registry-expires-at"] = RFC3339.format(expiresAt) } else { a["kubetrace.net/registry-expires-at"] = nil }
+            secret.metadata.annotations = a
+        }
+    }
+
+    // MARK: outside changes
+
+    /// A change to the kubeconfig or pull Secret that this process did not write reschedules its loop.
+    private func watchForOutsideChanges(kubeconfig: CredentialLoop, registry: CredentialLoop?) async throws {
+        var options = ReflectorOptions(namespace: ns)
+        options.labelSelector = nil
+        let reflector = Reflector<SecretProjection>(client: client, options: options, logger: logger)
+        let channel = AsyncChannel<[WatchEvent<SecretProjection>]>()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await reflector.run(into: channel) }
+            var synced = false
+            for await batch in channel {
+                for event in batch {
+                    guard case .modified(let s) = event, synced else {
+                        if case .synced = event { synced = true }
+                        continue
+                    }
+                    if s.meta.name == config.names.kubeconfigSecret, !ownWrites.isOwn(s.meta.name, s.values["kubeconfig"]) { kubeconfig.externalChange() }
+                    if s.meta.name == config.names.registrySecret, !ownWrites.isOwn(s.meta.name, s.values[".dockerconfigjson"]) { registry?.externalChange() }
+                }
+            }
+        }
+    }
+
+    private func event(_ secretName: String, _ reason: String, _ note: String, _ warning: Bool) async {
+        await events.record(regarding: ObjectReference(apiVersion: "v1", kind: "Secret", namespace: ns, name: secretName),
+                            reason: reason, note: note, warning: warning)
+    }
+}
+
+final class OwnWrites: Sendable {
+    private let content = Mutex<[String: SecretBytes]>([:])
+    /// Called before writing `value` to the managed key of Secret `name`.
+    func expect(_ name: String, _ value: SecretBytes) { content.withLock { $0[name] = value } }
+    func isOwn(_ name: String, _ value: SecretBytes?) -> Bool { content.withLock { $0[name] } == value && value != nil }
+}
