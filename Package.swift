@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "KubetraceOperator",
             dependencies: [
-                "KubeClient", "KubeRuntime",
+                "KubeClient", "KubeRuntime", "KubeTLS",
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -136,7 +136,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RefreshTests",
-            dependencies: ["KubetraceOperator", "KubeSim", "KubeClient", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceOperator", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

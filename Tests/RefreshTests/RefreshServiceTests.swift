@@ -4,6 +4,7 @@ import KubeSim
 @testable import KubetraceOperator
 import Logging
 import Synchronization
+import KubeTLS
 import Testing
 
 /// Captures log lines (message + metadata) to check wording and that no secret leaks.
@@ -216,5 +217,51 @@ func sampleKubeconfig(_ client: KubeClient, seconds: Double, namespace: String =
             let next = RefreshPolicy().nextRefresh(issuedAt: Date(), expiresAt: result.expiresAt, now: Date(), random: 0)
             #expect(abs(next.timeIntervalSinceNow - 480) < 5)
         }
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct RegistryAndExpiryTests {
+    @Test func vultrCredentialsAreReMintedIntoThePullSecret() async throws {
+        try await DevCluster.withRunning { cluster in
+            let client = try await adminClient(cluster)
+            try await install(client, operatorToken: cluster.operatorToken)
+            var op = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-operator")
+            op.data?["vultr_api_key"] = SecretBytes(cluster.vultrAPIKey)
+            op.data?["registry_id"] = SecretBytes(DevCluster.vultrRegistryID)
+            _ = try await client.update(op)
+            var config = await apiConfiguration(cluster)
+            config.vultr = (await cluster.url() + "/vultr", TLSSettings(certificateAuthorityPEM: cluster.certificateAuthority!.certificate.certificatePEM))
+            config.registryLifetimeSeconds = 3600
+            let service = RefreshService(client: client, configuration: config, logger: LogSink().logger())
+            let result = try await service.refreshRegistry()
+            #expect(abs(result.expiresAt!.timeIntervalSinceNow - 3600) < 5)
+            #expect(cluster.vultr.lastExpirySeconds == 3600)
+            let pull = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
+            #expect(pull.type == "kubernetes.io/dockerconfigjson")
+            let auth = try JSONValue.parse(pull.data![".dockerconfigjson"]!.bytes)["auths"]?["blr.vultrcr.com"]
+            #expect(auth?["username"]?.stringValue?.hasPrefix("kt-kubetrace-") == true)
+            #expect(pull.metadata.annotations?["kubetrace.net/registry-expires-at"].flatMap(RFC3339.parse) != nil)
+            // A rejected key is an unauthorized failure, not a crash.
+            cluster.vultr.failNext(status: 503)
+            do { _ = try await service.refreshRegistry(); Issue.record("expected a failure") } catch let e as RefreshFailure {
+                #expect(e.kind == .retryable)
+            }
+        }
+    }
+
+    @Test func clientCertificateExpiryComesFromX509() throws {
+        let ca = try CertificateAuthority.generate(commonName: "ca")
+        let cert = try ca.issue(commonName: "reader", usage: .client, validity: 7200)
+        let kubeconfig = """
+        apiVersion: v1
+        kind: Config
+        current-context: c
+        clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+        users: [{name: u, user: {client-certificate-data: \(Data(cert.certificatePEM.utf8).base64EncodedString()), client-key-data: \(Data(cert.privateKey.pem.utf8).base64EncodedString())}}]
+        contexts: [{name: c, context: {cluster: c, user: u}}]
+        """
+        let secret = Secret(metadata: ObjectMeta(name: "k"), data: ["kubeconfig": SecretBytes(kubeconfig)])
+        let facts = try #require(ReadOnlyKubeconfig.tokenFacts(secret))
+        #expect(abs(facts.expiresAt!.timeIntervalSinceNow - 7200 + 300) < 10)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import KubeClient
+import KubeTLS
 
 /// Conflict-safe, whole-object Secret writes: read, change, PUT with the
 /// read's resourceVersion, and on 409 read again and retry. A Secret is
@@ -54,12 +55,14 @@ enum ReadOnlyKubeconfig {
         return (cluster.server, cluster.certificateAuthorityData.map { Data($0).base64EncodedString() })
     }
 
-    /// The token and its expiry in a stored kubeconfig Secret.
+    /// The credential and its expiry in a stored kubeconfig Secret: a token (JWT `exp`,
+    /// the annotation) or a client certificate (X.509 `notAfter`, read with libssl).
     static func tokenFacts(_ secret: Secret) -> RefreshResult? {
         guard let raw = secret.data?["kubeconfig"],
               let config = try? KubeConfig.parse(yaml: raw.string, file: "kubeconfig Secret", directory: "/"),
-              let token = config.users.values.compactMap(\.token).first else { return nil }
-        let expiry = ExpiryDiscovery.expiry(jwt: token.value, annotation: secret.metadata.annotations?[expiryAnnotation])
+              let user = config.users.values.first(where: { $0.token != nil || $0.clientCertificateData != nil }) else { return nil }
+        let notAfter = user.clientCertificateData.flatMap { try? X509.validity(pem: String(decoding: $0, as: UTF8.self)).upperBound }
+        let expiry = ExpiryDiscovery.expiry(jwt: user.token?.value, annotation: secret.metadata.annotations?[expiryAnnotation], certificateNotAfter: notAfter)
         return RefreshResult(issuedAt: nil, expiresAt: expiry)
     }
 }
