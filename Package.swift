@@ -119,29 +119,35 @@ let package = Package(
         ),
 
         // MARK: Tests
+        .target(
+            name: "KubetraceTestKit",
+            dependencies: ["KubeClient", "KubeSim", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/KubetraceTestKit",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "KubeClientTests",
-            dependencies: ["KubeClient", "KubeSim", "KubeTLS"],
+            dependencies: ["KubetraceTestKit", "KubeClient", "KubeSim", "KubeTLS"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KubeSimTests",
-            dependencies: ["KubeSim", "KubeClient"],
+            dependencies: ["KubetraceTestKit", "KubeSim", "KubeClient"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "KubeRuntimeTests",
-            dependencies: ["KubeRuntime", "KubeSim", "KubeClient", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubeRuntime", "KubeSim", "KubeClient", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RefreshTests",
-            dependencies: ["KubetraceOperator", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "OperatorCLITests",
-            dependencies: ["KubetraceOperator", "KubeSim", "KubeClient"],
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient"],
             exclude: ["Golden"],
             swiftSettings: swiftSettings
         ),

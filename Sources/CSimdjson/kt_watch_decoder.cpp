@@ -199,6 +199,20 @@ error_code read_object(kt_decoder *d, ondemand::value v, int kind, bool isStatus
     return SUCCESS;
 }
 
+// Common start of a decode: reset the outputs, check the padding, start iterating.
+error_code begin(kt_decoder *d, const char *buf, size_t len, size_t capacity, ondemand::document &doc) {
+    d->entries.clear();
+    d->numbers.clear();
+    d->error.clear();
+    if (capacity < len + SIMDJSON_PADDING) { d->error = "buffer lacks simdjson padding"; return CAPACITY; }
+    return d->parser.iterate(buf, len, capacity).get(doc);
+}
+
+int fail(kt_decoder *d, error_code err) {
+    if (d->error.empty()) d->error = error_message(err);
+    return -1;
+}
+
 } // namespace
 
 extern "C" {
@@ -214,12 +228,8 @@ size_t kt_padding(void) { return SIMDJSON_PADDING; }
 const char *kt_decoder_error(kt_decoder *d) { return d->error.c_str(); }
 
 int kt_decode_event(kt_decoder *d, const char *buf, size_t len, size_t capacity, int kind, const kt_entry **entries) {
-    d->entries.clear();
-    d->numbers.clear();
-    d->error.clear();
-    if (capacity < len + SIMDJSON_PADDING) { d->error = "buffer lacks simdjson padding"; return -1; }
     ondemand::document doc;
-    auto err = d->parser.iterate(buf, len, capacity).get(doc);
+    auto err = begin(d, buf, len, capacity, doc);
     if (!err) {
         ondemand::object top;
         err = doc.get_object().get(top);
@@ -242,7 +252,7 @@ int kt_decode_event(kt_decoder *d, const char *buf, size_t len, size_t capacity,
             if (!err && !haveObject) { d->error = "watch event has no \"object\""; return -1; }
         }
     }
-    if (err) { d->error = error_message(err); return -1; }
+    if (err) return fail(d, err);
     // Numbers were formatted into `numbers`; it does not reallocate once filled.
     for (auto &n : d->numbers) put(d, KT_F_STATUS_CODE, n);
     *entries = d->entries.data();
@@ -250,12 +260,8 @@ int kt_decode_event(kt_decoder *d, const char *buf, size_t len, size_t capacity,
 }
 
 int kt_decode_list(kt_decoder *d, const char *buf, size_t len, size_t capacity, int kind, const kt_entry **entries) {
-    d->entries.clear();
-    d->numbers.clear();
-    d->error.clear();
-    if (capacity < len + SIMDJSON_PADDING) { d->error = "buffer lacks simdjson padding"; return -1; }
     ondemand::document doc;
-    auto err = d->parser.iterate(buf, len, capacity).get(doc);
+    auto err = begin(d, buf, len, capacity, doc);
     if (!err) {
         ondemand::object top;
         err = doc.get_object().get(top);
@@ -287,7 +293,7 @@ int kt_decode_list(kt_decoder *d, const char *buf, size_t len, size_t capacity, 
             }
         }
     }
-    if (err) { d->error = error_message(err); return -1; }
+    if (err) return fail(d, err);
     *entries = d->entries.data();
     return (int)d->entries.size();
 }

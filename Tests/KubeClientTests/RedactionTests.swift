@@ -3,7 +3,6 @@ import KubeClient
 import KubeTLS
 import Logging
 import Testing
-import Synchronization
 
 @Suite struct RedactionTests {
     static let canary = "CANARY-s3cr3t-7f3a"
@@ -43,26 +42,12 @@ import Synchronization
     }
 
     @Test func loggerMetadataShowsOnlyTheRedactedForm() {
-        let sink = CapturingLogHandler.Sink()
-        let logger = Logger(label: "t") { _ in CapturingLogHandler(sink: sink) }
+        let sink = LogSink()
+        let logger = sink.logger()
         logger.info("refreshed", metadata: ["token": "\(SecretString(Self.canary))", "data": "\(SecretBytes(Self.canary))"])
-        let lines = sink.lines.withLock { $0 }
+        let lines = sink.all
         #expect(lines.count == 1)
         #expect(!lines.joined().contains(Self.canary))
         #expect(lines[0].contains("<redacted>"))
-    }
-}
-
-struct CapturingLogHandler: LogHandler {
-    final class Sink: Sendable { let lines = Mutex<[String]>([]) }
-    let sink: Sink
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        sink.lines.withLock { $0.append("\(message) \(metadata ?? [:])") }
     }
 }

@@ -3,13 +3,9 @@ import Foundation
 import KubeClient
 import KubeRuntime
 import KubeSim
+import KubetraceTestKit
 import Logging
 import Testing
-
-func adminClient(_ cluster: DevCluster) async throws -> KubeClient {
-    let yaml = cluster.kubeconfigYAML(server: await cluster.url())
-    return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "devcluster", directory: "/")))
-}
 
 var quiet: Logger {
     var l = Logger(label: "test")

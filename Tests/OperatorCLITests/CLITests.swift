@@ -1,14 +1,8 @@
 import Foundation
 import KubeClient
 import KubeSim
+@_exported import KubetraceTestKit
 import Testing
-
-/// Runs the built `kubetrace-operator` binary as a user would.
-struct CLIRun {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
 
 func binaryDirectory() -> URL {
     if let dir = ProcessInfo.processInfo.environment["KUBETRACE_BIN_DIR"] { return URL(fileURLWithPath: dir) }
@@ -16,47 +10,11 @@ func binaryDirectory() -> URL {
     return URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
 }
 
-func runCLI(_ args: [String], environment: [String: String] = [:]) async throws -> CLIRun {
-    let process = Process()
-    process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
-    process.arguments = args
+/// Runs the built `kubetrace-operator` binary as a user would, with a bare environment.
+func runCLI(_ args: [String], environment: [String: String] = [:]) async throws -> ProcessResult {
     var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory() + "kt-no-home"]
     env.merge(environment) { _, new in new }
-    process.environment = env
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    return try await withCheckedThrowingContinuation { cont in
-        DispatchQueue.global().async {
-            do { try process.run() } catch { cont.resume(throwing: error); return }
-            let errBox = DataBox()
-            let group = DispatchGroup()
-            group.enter()
-            DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            group.wait()
-            process.waitUntilExit()
-            cont.resume(returning: CLIRun(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: errBox.data, as: UTF8.self)))
-        }
-    }
-}
-
-final class DataBox: @unchecked Sendable { var data = Data() }
-
-final class TempDir: @unchecked Sendable {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "kt-cli-" + UUID().uuidString
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-    @discardableResult
-    func write(_ name: String, _ text: String) -> String {
-        let p = "\(path)/\(name)"
-        FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        return p
-    }
+    return try await runProcess(binaryDirectory().appendingPathComponent("kubetrace-operator"), args, environment: env)
 }
 
 @Suite(.timeLimit(.minutes(1))) struct CLITests {
@@ -237,7 +195,4 @@ final class TempDir: @unchecked Sendable {
     }
 }
 
-func cliClient(_ cluster: DevCluster) async throws -> KubeClient {
-    let yaml = cluster.kubeconfigYAML(server: await cluster.url())
-    return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "devcluster", directory: "/")))
-}
+func cliClient(_ cluster: DevCluster) async throws -> KubeClient { try await adminClient(cluster) }

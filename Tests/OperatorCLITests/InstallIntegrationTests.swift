@@ -62,7 +62,7 @@ import Testing
         try await DevCluster.withRunning { cluster in
             let s = try await setup(cluster)
             let out = "\(s.dir.path)/m.yaml"
-            func run(_ change: (inout [String]) -> Void) async throws -> CLIRun {
+            func run(_ change: (inout [String]) -> Void) async throws -> ProcessResult {
                 var args = manifestArgs(s, output: out)
                 change(&args)
                 return try await runCLI(args)

@@ -66,27 +66,6 @@ let deployInputs = ManifestInputs(
     }
 }
 
-func runTool(_ tool: String, _ args: [String], environment: [String: String] = [:]) async throws -> CLIRun {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = [tool] + args
-    var env = ProcessInfo.processInfo.environment
-    env.merge(environment) { _, n in n }
-    p.environment = env
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    return try await withCheckedThrowingContinuation { cont in
-        DispatchQueue.global().async {
-            do { try p.run() } catch { cont.resume(throwing: error); return }
-            let e = DataBox()
-            let g = DispatchGroup()
-            g.enter()
-            DispatchQueue.global().async { e.data = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
-            let o = out.fileHandleForReading.readDataToEndOfFile()
-            g.wait()
-            p.waitUntilExit()
-            cont.resume(returning: CLIRun(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e.data, as: UTF8.self)))
-        }
-    }
+func runTool(_ tool: String, _ args: [String], environment: [String: String] = [:]) async throws -> ProcessResult {
+    try await run(tool, args, environment: environment)
 }

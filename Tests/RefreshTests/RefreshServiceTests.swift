@@ -1,40 +1,11 @@
 import Foundation
 import KubeClient
 import KubeSim
+import KubetraceTestKit
 @testable import KubetraceOperator
 import Logging
-import Synchronization
 import KubeTLS
 import Testing
-
-/// Captures log lines (message + metadata) to check wording and that no secret leaks.
-final class LogSink: Sendable {
-    let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-    func logger() -> Logger {
-        var l = Logger(label: "test") { _ in SinkHandler(sink: self) }
-        l.logLevel = .debug
-        return l
-    }
-}
-
-struct SinkHandler: LogHandler {
-    let sink: LogSink
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .debug
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-        sink.lines.withLock { $0.append("\(level) \(message) \(self.metadata.merging(metadata ?? [:]) { $1 })") }
-    }
-}
-
-func adminClient(_ cluster: DevCluster) async throws -> KubeClient {
-    let yaml = cluster.kubeconfigYAML(server: await cluster.url())
-    return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "devcluster", directory: "/")))
-}
 
 /// The namespace, read-only ServiceAccount and operator Secret, as the manifest installs them.
 func install(_ client: KubeClient, operatorToken: String, names: ObjectNames = ObjectNames()) async throws {

@@ -1,0 +1,113 @@
+public import Foundation
+public import KubeClient
+public import KubeSim
+public import Logging
+public import Synchronization
+
+/// A private temporary directory, removed when the value is released.
+public final class TempDir: @unchecked Sendable {
+    public let path: String
+
+    public init() {
+        path = NSTemporaryDirectory() + "kt-test-" + UUID().uuidString
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            preconditionFailure("cannot create a temporary directory: \(error)")
+        }
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    /// Writes a file (owner-only unless `mode` says otherwise) and returns its path.
+    @discardableResult
+    public func write(_ name: String, _ text: String, mode: Int = 0o600) -> String {
+        let p = "\(path)/\(name)"
+        FileManager.default.createFile(atPath: p, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
+        return p
+    }
+}
+
+/// What a finished subprocess printed.
+public struct ProcessResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+}
+
+/// Runs a program to completion, reading both pipes concurrently (never on the cooperative pool).
+public func runProcess(_ executable: URL, _ args: [String], environment: [String: String], stdin: String? = nil) async throws -> ProcessResult {
+    let p = Process()
+    p.executableURL = executable
+    p.arguments = args
+    p.environment = environment
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    return try await withCheckedThrowingContinuation { cont in
+        DispatchQueue.global().async {
+            do { try p.run() } catch { cont.resume(throwing: error); return }
+            if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+            try? inp.fileHandleForWriting.close()
+            let e = DataBox()
+            let g = DispatchGroup()
+            g.enter()
+            DispatchQueue.global().async { e.data = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+            let o = out.fileHandleForReading.readDataToEndOfFile()
+            g.wait()
+            p.waitUntilExit()
+            cont.resume(returning: ProcessResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e.data, as: UTF8.self)))
+        }
+    }
+}
+
+/// Runs a tool from PATH (kubectl, python3, checkov …) with this environment plus `environment`.
+public func run(_ tool: String, _ args: [String], environment: [String: String] = [:], stdin: String? = nil) async throws -> ProcessResult {
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { _, n in n }
+    return try await runProcess(URL(fileURLWithPath: "/usr/bin/env"), [tool] + args, environment: env, stdin: stdin)
+}
+
+/// Written once by a reader thread, read after it finished.
+public final class DataBox: @unchecked Sendable {
+    public var data = Data()
+    public init() {}
+}
+
+/// A client of the devcluster as its admin, or with another bearer token.
+public func adminClient(_ cluster: DevCluster, token: String? = nil) async throws -> KubeClient {
+    let yaml = cluster.kubeconfigYAML(server: await cluster.url(), token: token)
+    return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "devcluster", directory: "/")))
+}
+
+/// Captures log lines (message and metadata) to check wording and that no secret leaks.
+public final class LogSink: Sendable {
+    public let lines = Mutex<[String]>([])
+    public init() {}
+    public var all: [String] { lines.withLock { $0 } }
+
+    public func logger() -> Logger {
+        var l = Logger(label: "test") { _ in SinkHandler(sink: self) }
+        l.logLevel = .debug
+        return l
+    }
+}
+
+public struct SinkHandler: LogHandler {
+    let sink: LogSink
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level = .trace
+
+    public init(sink: LogSink) { self.sink = sink }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        let merged = self.metadata.merging(metadata ?? [:]) { $1 }
+        sink.lines.withLock { $0.append("\(level) \(message) \(merged)") }
+    }
+}
