@@ -102,17 +102,23 @@ func runCLI(_ args: [String], environment: [String: String] = [:]) async throws 
             let (exited, exitedCont) = AsyncStream.makeStream(of: Int32.self)
             process.terminationHandler = { exitedCont.yield($0.terminationStatus); exitedCont.finish() }
             try process.run()
+            // Drain stderr as it comes, so a chatty process can never block on a full pipe.
+            let stderrBox = DataBox()
+            let drained = DispatchGroup()
+            drained.enter()
+            DispatchQueue.global().async { stderrBox.data = err.fileHandleForReading.readDataToEndOfFile(); drained.leave() }
             var seen = ""
             for try await chunk in body {
                 seen += String(decoding: chunk, as: UTF8.self)
-                if seen.contains("\"ADDED\"") { break }
+                if seen.contains("\"ADDED\"") || !process.isRunning { break }
             }
             #expect(seen.contains("kubetrace.net/token-expires-at"))
             kill(process.processIdentifier, SIGTERM)
             var status: Int32 = -1
             for await s in exited { status = s }
             #expect(status == 0)
-            let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            await withCheckedContinuation { c in drained.notify(queue: .global()) { c.resume() } }
+            let stderr = String(decoding: stderrBox.data, as: UTF8.self)
             #expect(stderr.contains("kubeconfig-token refreshed (expires in"))
             #expect(!stderr.contains(cluster.operatorToken) && !stderr.contains(cluster.adminToken))
         }

@@ -80,6 +80,26 @@ import Testing
     }
 }
 
+@Suite(.timeLimit(.minutes(1))) struct WakeupTests {
+    /// The deadline side winning must never strand the poke side (a lost continuation hung the loop).
+    @Test func deadlinesAlwaysReturn() async {
+        let wakeup = Wakeup()
+        for _ in 0..<2000 {
+            #expect(await wakeup.wait(until: Date()) == .deadline)
+        }
+    }
+
+    @Test func aPokeEndsTheWaitAndIsNotLost() async {
+        let wakeup = Wakeup()
+        wakeup.poke()  // before anyone waits: kept for the next wait
+        #expect(await wakeup.wait(until: Date().addingTimeInterval(30)) == .poked)
+        async let waited = wakeup.wait(until: Date().addingTimeInterval(30))
+        await Task.yield()
+        wakeup.poke()
+        #expect(await waited == .poked)
+    }
+}
+
 actor Counter {
     var value = 0
     func increment() { value += 1 }

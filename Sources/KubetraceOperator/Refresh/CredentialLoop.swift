@@ -45,7 +45,10 @@ final class Wakeup: Sendable {
             group.addTask {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        // Under the lock: a cancellation that came before the waiter was stored
+                        // must resume it here, or nobody would (the handler already ran).
                         let now = self.state.withLock { s -> Bool in
+                            if Task.isCancelled { return true }
                             if s.pending { s.pending = false; return true }
                             s.waiter = c
                             return false
