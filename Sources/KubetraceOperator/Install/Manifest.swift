@@ -28,12 +28,7 @@ public enum ManifestRenderer {
 
     public static func render(_ m: ManifestInputs) -> String {
         let n = m.names
-        func meta(_ name: String, namespaced: Bool = true, extraLabels: [(String, YAML)] = []) -> YAML {
-            var pairs: [(String, YAML)] = [("name", .string(name))]
-            if namespaced { pairs.append(("namespace", .string(n.namespace))) }
-            pairs.append(("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy] + extraLabels)))
-            return .map(pairs)
-        }
+        func meta(_ name: String) -> YAML { metadata(name, n) }
         func b64(_ s: String) -> YAML { .string(Data(s.utf8).base64EncodedString()) }
         let auth = Data("\(m.registryUsername):\(m.registryPassword.value)".utf8).base64EncodedString()
         let dockerConfig = JSONValue.object(["auths": .object([m.registry: .object([
@@ -69,12 +64,7 @@ public enum ManifestRenderer {
     /// `deploy/` holds them as rendered for placeholder values.
     static func baseDocuments(_ m: ManifestInputs) -> [YAML] {
         let n = m.names
-        func meta(_ name: String, namespaced: Bool = true) -> YAML {
-            var pairs: [(String, YAML)] = [("name", .string(name))]
-            if namespaced { pairs.append(("namespace", .string(n.namespace))) }
-            pairs.append(("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy])))
-            return .map(pairs)
-        }
+        func meta(_ name: String, namespaced: Bool = true) -> YAML { metadata(name, n, namespaced: namespaced) }
         func rules(_ rs: [PolicyRule]) -> YAML {
             .list(rs.map { r in
                 var pairs: [(String, YAML)] = [("apiGroups", .list((r.apiGroups ?? []).map { .string($0) })),
@@ -105,6 +95,14 @@ public enum ManifestRenderer {
     /// `deploy/` as generated: the base documents for placeholder values.
     public static func renderBase(_ m: ManifestInputs) -> String {
         baseDocuments(m).map { "---\n" + $0.render() }.joined()
+    }
+
+    /// `metadata` of a generated object: name, namespace, and the product's labels.
+    static func metadata(_ name: String, _ n: ObjectNames, namespaced: Bool = true) -> YAML {
+        var pairs: [(String, YAML)] = [("name", .string(name))]
+        if namespaced { pairs.append(("namespace", .string(n.namespace))) }
+        pairs.append(("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy])))
+        return .map(pairs)
     }
 
     static func deployment(_ m: ManifestInputs) -> YAML {
@@ -143,8 +141,7 @@ public enum ManifestRenderer {
         ])
         return .map([
             ("apiVersion", "apps/v1"), ("kind", "Deployment"),
-            ("metadata", .map([("name", .string(n.deployment)), ("namespace", .string(n.namespace)),
-                               ("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy]))])),
+            ("metadata", metadata(n.deployment, n)),
             ("spec", .map([
                 ("replicas", 2),
                 ("revisionHistoryLimit", 3),
