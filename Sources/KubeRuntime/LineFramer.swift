@@ -22,9 +22,6 @@ public struct LineFramer: Sendable {
         self.padding = padding
     }
 
-    /// Bytes received but not yet part of a complete line.
-    public var pendingBytes: Int { dataEnd - start }
-
     public mutating func append(_ chunk: UnsafeRawBufferPointer) {
         if start > 0 && start >= dataEnd / 2 {
             // Drop consumed lines before growing.

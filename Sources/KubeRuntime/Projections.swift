@@ -108,7 +108,7 @@ public struct SecretProjection: Projection, Equatable {
                 dataKeys.append(key)
                 if Self.managedKeys.contains(key) {
                     // An undecodable value is kept as empty bytes: the handler sees it is corrupt.
-                    values[e.key] = SecretBytes(Base64.decode(e.value) ?? [])
+                    values[key] = SecretBytes(Data(base64Encoded: e.value).map(Array.init) ?? [])
                 }
             default: break
             }
@@ -173,8 +173,3 @@ public struct RawProjection<Kind: KubeResource>: Projection {
 }
 
 import Foundation
-
-/// Strict base64 (Secret `data` values).
-enum Base64 {
-    static func decode(_ s: String) -> [UInt8]? { Data(base64Encoded: s).map(Array.init) }
-}

@@ -90,7 +90,9 @@ public struct Reflector<P: Projection>: Sendable {
                             stats.relisted()
                             continue
                         case .ended(let lasted):
+                            // The state arrived; the stream then ended (timeout, drop, idle): resume it.
                             needList = false
+                            stats.reconnected()
                             failures = lasted >= options.healthyAfter ? 0 : failures
                             continue
                         }

@@ -181,6 +181,9 @@ public final class DevCluster: Service, Sendable {
     /// Returns once at least `count` watches are open (tests wait for an outside watcher to connect).
     public func waitForWatches(_ count: Int) async { await store.hub.waitForWatches(count) }
 
+    /// Returns once at least `count` watches have been opened since start (tests observe reconnects).
+    public func waitForWatchesOpened(_ count: Int) async { await store.hub.waitForWatchesOpened(count) }
+
     /// Bookmarks and watch timeouts.
     private func tick() async {
         let clock = ContinuousClock()

@@ -66,6 +66,8 @@ final class WatchHub: Sendable {
     private let subscribers = Mutex<[Int: Subscriber]>([:])
     /// Tasks waiting until at least N watches are open.
     private let waiters = Mutex<[(count: Int, continuation: CheckedContinuation<Void, Never>)]>([])
+    /// Tasks waiting until at least N watches have been opened since start.
+    private let openedWaiters = Mutex<(opened: Int, waiting: [(count: Int, continuation: CheckedContinuation<Void, Never>)])>((0, []))
     private let nextID = Atomic<Int>(0)
     let bufferLimit: Int
 
@@ -92,7 +94,26 @@ final class WatchHub: Sendable {
             return now.map(\.continuation)
         }
         for c in ready { c.resume() }
+        let openedReady = openedWaiters.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.opened += 1
+            let total = s.opened
+            defer { s.waiting.removeAll { $0.count <= total } }
+            return s.waiting.filter { $0.count <= total }.map(\.continuation)
+        }
+        for c in openedReady { c.resume() }
         return stream
+    }
+
+    /// Returns once at least `count` watches have been opened in total (a reconnect opens one more).
+    func waitForWatchesOpened(_ count: Int) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = openedWaiters.withLock { s -> Bool in
+                if s.opened >= count { return true }
+                s.waiting.append((count, c))
+                return false
+            }
+            if now { c.resume() }
+        }
     }
 
     /// Returns once at least `count` watches are open.

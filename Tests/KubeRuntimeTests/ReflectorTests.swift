@@ -149,9 +149,10 @@ struct Replay {
             try await withReflector(SecretProjection.self, client: client, options: ro) { reflector, it in
                 var replay = Replay()
                 while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
-                // No bookmarks come (the devcluster sends one a minute): the watch is resumed after the idle timeout.
-                await cluster.waitForWatches(1)
-                while reflector.stats.reconnects == 0 { try await Task.sleep(for: .milliseconds(50)) }
+                // No bookmarks come (the devcluster sends one a minute): the watch is resumed after the
+                // idle timeout, which opens a second watch.
+                await cluster.waitForWatchesOpened(2)
+                #expect(reflector.stats.reconnects >= 1)
                 _ = try await client.create(Secret(metadata: ObjectMeta(name: "after", namespace: "default")))
                 while replay.objects["default/after"] == nil, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
                 #expect(replay.objects["default/after"] != nil)
