@@ -146,6 +146,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "RepairTests",
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient", "KubeRuntime", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "OperatorCLITests",
             dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient"],
             exclude: ["Golden"],

@@ -145,6 +145,9 @@ actor ObjectStore {
         if let uid = meta["uid"]?.stringValue, !uid.isEmpty, uid != currentMeta["uid"]?.stringValue {
             throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(kind.plural)\(kind.groupSuffix) \"\(name)\": Precondition failed: UID in precondition: \(uid), UID in object meta: \(currentMeta["uid"]?.stringValue ?? "")")
         }
+        if kind == .secret, (obj["type"]?.stringValue ?? "Opaque") != (current["type"]?.stringValue ?? "Opaque") {
+            throw APIError.invalid(kind, name, field: "type", "Invalid value: \"\(obj["type"]?.stringValue ?? "Opaque")\": field is immutable")
+        }
         if kind == .roleBinding || kind == .clusterRoleBinding, obj["roleRef"] != current["roleRef"] {
             throw APIError.invalid(kind, name, field: "roleRef", "Invalid value: cannot change roleRef")
         }

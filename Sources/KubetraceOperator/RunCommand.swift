@@ -22,6 +22,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Registry host of the pull Secret.") var registry = "blr.vultrcr.com"
     @Option(help: "Vultr API base URL (used when the operator Secret holds vultr_api_key and registry_id).") var vultrApiUrl = "https://api.vultr.com"
     @Option(help: "Lifetime asked of Vultr for pull credentials.") var registryLifetime = "24h"
+    @Option(help: "Opt-in namespaces beyond the operator's own: a,b,c or selector=LABEL_SELECTOR (env TARGET_NAMESPACES).") var targetNamespaces: String?
+    @Option(help: "ServiceAccounts kept referencing the pull Secret in target namespaces, comma-separated (env TARGET_SERVICE_ACCOUNTS; default default).") var targetServiceAccounts: String?
+    @Option(help: "Delete a controller-owned Pod that still backs off after the repair, once: true or false (env RESTART_STUCK_PODS; default true).") var restartStuckPods: String?
+    @Option(help: "Leader election on the Lease: true or false (env LEADER_ELECT; default true).") var leaderElect: String?
+    @Option(help: "Leader election: lease duration (env LEASE_DURATION; default 15s).") var leaseDuration: String?
+    @Option(help: "Leader election: renew deadline (env RENEW_DEADLINE; default 10s).") var renewDeadline: String?
+    @Option(help: "Leader election: retry period (env RETRY_PERIOD; default 2s).") var retryPeriod: String?
+    @Option(help: "Resume a watch that delivered no byte for this long (env WATCH_IDLE_TIMEOUT; default 90s).") var watchIdleTimeout: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
@@ -78,16 +86,56 @@ struct RunCommand: AsyncParsableCommand {
             let vultr = try ExternalEndpoint.validated(vultrApiUrl, name: "--vultr-api-url", allowInsecure: allowInsecureHttp, caFile: caFile)
             config.vultr = (vultr.baseURL, vultr.tls)
         }
-        let service = RefreshService(client: client, configuration: config, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [OperatorService(refresh: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var repairConfig = RepairConfiguration()
+        repairConfig.names = names
+        repairConfig.registryHost = registry
+        repairConfig.instance = config.instance
+        let targetFlag = targetNamespaces != nil ? "--target-namespaces" : "TARGET_NAMESPACES"
+        if let raw = targetNamespaces ?? env["TARGET_NAMESPACES"] {
+            repairConfig.targetNamespaces = try TargetNamespaces.parse(raw, flag: targetFlag)
+        }
+        if let raw = targetServiceAccounts ?? env["TARGET_SERVICE_ACCOUNTS"] {
+            let flag = targetServiceAccounts != nil ? "--target-service-accounts" : "TARGET_SERVICE_ACCOUNTS"
+            let list = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            for name in list where !TargetNamespaces.isDNSLabel(name) && !name.contains(".") {
+                throw CLIError.configuration("\(flag): \"\(name)\" is not a ServiceAccount name")
+            }
+            guard !list.isEmpty else { throw CLIError.configuration("\(flag): name at least one ServiceAccount") }
+            repairConfig.targetServiceAccounts = list
+        }
+        repairConfig.restartStuckPods = try boolean(restartStuckPods, "--restart-stuck-pods", "RESTART_STUCK_PODS", env) ?? true
+        let idle = try duration(watchIdleTimeout, "--watch-idle-timeout", "WATCH_IDLE_TIMEOUT") ?? 90
+        guard idle >= 1 else { throw CLIError.configuration("--watch-idle-timeout: must be at least 1s") }
+
+        var elector: LeaderElector?
+        if try boolean(leaderElect, "--leader-elect", "LEADER_ELECT", env) ?? true {
+            var timing = LeaderElector.Timing()
+            if let d = try duration(leaseDuration, "--lease-duration", "LEASE_DURATION") { timing.leaseDuration = d }
+            if let d = try duration(renewDeadline, "--renew-deadline", "RENEW_DEADLINE") { timing.renewDeadline = d }
+            if let d = try duration(retryPeriod, "--retry-period", "RETRY_PERIOD") { timing.retryPeriod = d }
+            guard timing.leaseDuration > timing.renewDeadline, timing.renewDeadline > timing.retryPeriod, timing.retryPeriod > 0 else {
+                throw CLIError.configuration("--lease-duration, --renew-deadline, --retry-period: need lease duration > renew deadline > retry period > 0 (defaults 15s, 10s, 2s)")
+            }
+            let identity = "\(config.instance)_\(UUID().uuidString.lowercased().prefix(8))"
+            elector = LeaderElector(client: client, namespace: names.namespace, name: names.lease, identity: identity, timing: timing, logger: logger)
+        }
+
+        let refresh = RefreshService(client: client, configuration: config, logger: logger)
+        var mint: (@Sendable () async throws -> Void)?
+        if config.vultr != nil { mint = { _ = try await refresh.refreshRegistry() } }
+        let idleTimeout = Duration.milliseconds(Int64(idle * 1000))
+        let repair = RepairService(client: client, configuration: repairConfig, logger: logger, watchIdleTimeout: idleTimeout, fetchFresh: mint)
+        let service = OperatorService(refresh: refresh, repair: repair, elector: elector, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
-}
 
-/// The daemon's work as one Service: it ends on graceful shutdown.
-struct OperatorService: Service {
-    let refresh: RefreshService
-    func run() async throws {
-        try await cancelWhenGracefulShutdown { try await refresh.run() }
+    private func boolean(_ value: String?, _ flag: String, _ envName: String, _ env: [String: String]) throws -> Bool? {
+        guard let v = value ?? env[envName] else { return nil }
+        switch v.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw CLIError.configuration("\(value != nil ? flag : envName): \"\(v)\" is not true or false")
+        }
     }
 }

@@ -84,8 +84,51 @@ public func adminClient(_ cluster: DevCluster, token: String? = nil) async throw
 /// Captures log lines (message and metadata) to check wording and that no secret leaks.
 public final class LogSink: Sendable {
     public let lines = Mutex<[String]>([])
+    private let waiters = Mutex<[(text: String, id: UUID, c: CheckedContinuation<Void, Never>)]>([])
     public init() {}
     public var all: [String] { lines.withLock { $0 } }
+
+    func append(_ line: String) {
+        lines.withLock { $0.append(line) }
+        let ready = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
+            let hit = w.filter { line.contains($0.text) }.map(\.c)
+            w.removeAll { line.contains($0.text) }
+            return hit
+        }
+        ready.forEach { $0.resume() }
+    }
+
+    /// Waits for a line containing `text` (already logged or to come), at most `timeout`.
+    public func waitFor(_ text: String, timeout: Duration = .seconds(10)) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let id = UUID()
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                        // Checked and registered under the waiters' lock, so a line appended meanwhile is not missed.
+                        let now = self.waiters.withLock { w -> Bool in
+                            if Task.isCancelled || self.lines.withLock({ $0.contains { $0.contains(text) } }) { return true }
+                            w.append((text, id, c))
+                            return false
+                        }
+                        if now { c.resume() }
+                    }
+                } onCancel: {
+                    let mine = self.waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
+                        defer { w.removeAll { $0.id == id } }
+                        return w.filter { $0.id == id }.map(\.c)
+                    }
+                    mine.forEach { $0.resume() }
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw AwaitTimeout(description: "timed out after \(timeout) waiting for a log line containing \"\(text)\"")
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
 
     public func logger() -> Logger {
         var l = Logger(label: "test") { _ in SinkHandler(sink: self) }
@@ -108,6 +151,6 @@ public struct SinkHandler: LogHandler {
 
     public func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
         let merged = self.metadata.merging(metadata ?? [:]) { $1 }
-        sink.lines.withLock { $0.append("\(level) \(message) \(merged)") }
+        sink.append("\(level) \(message) \(merged)")
     }
 }

@@ -1,0 +1,42 @@
+import Foundation
+import KubeClient
+import Logging
+import ServiceLifecycle
+
+/// The daemon's work as one Service. Watches run at all times; refreshers and
+/// repair workers run only while this replica leads. On graceful shutdown the
+/// workers stop taking work, in-flight writes finish, the watches stop, and the
+/// Lease is released so the next replica takes over at once.
+struct OperatorService: Service {
+    let refresh: RefreshService
+    let repair: RepairService
+    let elector: LeaderElector?
+    let logger: Logger
+
+    func run() async throws {
+        let lead: @Sendable () async throws -> Void = { [refresh, repair] in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await refresh.run() }
+                group.addTask { await repair.runWorkers() }
+                // The workers return once drained (shutdown); the refreshers then stop too.
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await repair.runWatches() }
+            group.addTask { [elector, repair] in
+                try await withGracefulShutdownHandler {
+                    if let elector { try await elector.run(whileLeading: lead) } else { try await lead() }
+                } onGracefulShutdown: {
+                    repair.drain()
+                    elector?.stop()
+                }
+            }
+            // Either leadership work ended (shutdown) or a watcher failed.
+            try await group.next()
+            group.cancelAll()
+        }
+        await elector?.release()
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import KubeClient
+import Logging
+
+/// The result of reconciling one key.
+enum RepairOutcome: Sendable {
+    /// Nothing to do.
+    case healthy
+    /// A write restored the object.
+    case repaired(RepairReport)
+    /// A repair is due but the object's rate limit defers it; `episode` is set
+    /// on the first deferral of a fight with another writer.
+    case throttled(until: Date, episode: RepairReport?)
+    /// The repair could not be made; retried with backoff. `RepairFailed` names why.
+    case failed(RepairReport)
+}
+
+/// A failed write, turned into a message that says what to do.
+enum RepairError {
+    static func describe(_ error: any Error, verb: String, object: String) -> String {
+        guard let e = error as? KubeClientError else { return "\(verb) \(object): \(error)" }
+        if e.isForbidden {
+            // The API server's message names user, verb, resource and namespace; keep it whole.
+            return "\(verb) \(object) is forbidden: \(e.status?.message ?? e.message) — grant the operator's Role this permission (kubetrace-operator manifest renders it)"
+        }
+        return "\(verb) \(object): \(e.message)"
+    }
+
+    static func isRetryableConflict(_ error: any Error) -> Bool {
+        guard let e = error as? KubeClientError else { return false }
+        // 409 for a stale resourceVersion; 422 for a JSON Patch whose `test` failed.
+        return e.isConflict || e.isAlreadyExists || (e.isInvalid && (e.status?.message ?? e.message).contains("testing value"))
+    }
+}
+
+/// Shared by the handlers: the client, the names, and a logger.
+struct RepairContext: Sendable {
+    let client: KubeClient
+    let config: RepairConfiguration
+    let logger: Logger
+
+    var names: ObjectNames { config.names }
+    var operatorNamespace: String { config.names.namespace }
+
+    func objectMeta(_ name: String, namespace: String) -> ObjectMeta {
+        ObjectMeta(name: name, namespace: namespace, labels: config.managedLabels)
+    }
+
+    func isManaged(_ labels: [String: String]?) -> Bool {
+        labels?[RepairConfiguration.managedByKey] == RepairConfiguration.managedByValue
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import KubeClient
+import KubeRuntime
+import Logging
+
+/// Keeps the pull Secret in `imagePullSecrets` of the managed ServiceAccount and of
+/// the configured ones in target namespaces, and recreates the managed one if deleted.
+actor ServiceAccountHandler {
+    let ctx: RepairContext
+    let scope: NamespaceScope
+    private var accounts: [ObjectKey: ServiceAccountProjection] = [:]
+    private var limiter = RepairRateLimiter<ObjectKey>()
+
+    init(ctx: RepairContext, scope: NamespaceScope) {
+        self.ctx = ctx
+        self.scope = scope
+    }
+
+    private var secretName: String { ctx.names.registrySecret }
+
+    /// The managed ServiceAccount, recreated when deleted.
+    private func isManaged(_ key: ObjectKey) -> Bool {
+        key.namespace == ctx.operatorNamespace && key.name == ctx.names.readOnlyServiceAccount
+    }
+
+    /// Whether the account must reference the pull Secret.
+    func isKept(_ key: ObjectKey) -> Bool {
+        isManaged(key) || (scope.isTarget(key.namespace) && ctx.config.targetServiceAccounts.contains(key.name))
+    }
+
+    func observe(_ event: WatchEvent<ServiceAccountProjection>) -> [RepairKey] {
+        switch event {
+        case .synced:
+            var keys: [RepairKey] = [.serviceAccount(namespace: ctx.operatorNamespace, name: ctx.names.readOnlyServiceAccount)]
+            for ns in scope.targets { keys += ctx.config.targetServiceAccounts.map { .serviceAccount(namespace: ns, name: $0) } }
+            return keys
+        case .added(let sa), .modified(let sa):
+            // Accounts with a kept name are cached in any namespace, for namespaces selected later.
+            guard isManaged(sa.meta.storeKey) || ctx.config.targetServiceAccounts.contains(sa.meta.name) else { return [] }
+            accounts[sa.meta.storeKey] = sa
+            guard isKept(sa.meta.storeKey) else { return [] }
+            return sa.imagePullSecrets.contains(secretName) ? [] : [.serviceAccount(namespace: sa.meta.namespace, name: sa.meta.name)]
+        case .deleted(let sa):
+            guard accounts.removeValue(forKey: sa.meta.storeKey) != nil, isKept(sa.meta.storeKey) else { return [] }
+            return isManaged(sa.meta.storeKey) ? [.serviceAccount(namespace: sa.meta.namespace, name: sa.meta.name)] : []
+        }
+    }
+
+    /// Whether the account references the pull Secret, by the watch's view.
+    func references(_ key: ObjectKey) -> Bool { accounts[key]?.imagePullSecrets.contains(secretName) ?? false }
+
+    func reconcile(namespace: String, name: String) async -> RepairOutcome {
+        let key = ObjectKey(namespace: namespace, name: name)
+        guard isKept(key) else { return .healthy }
+        let cached = accounts[key]
+        if let cached, cached.imagePullSecrets.contains(secretName) { return .healthy }
+        if cached == nil, !isManaged(key) { return .healthy }  // target accounts are not the operator's to create
+        let ref = ObjectReference(apiVersion: "v1", kind: "ServiceAccount", namespace: namespace, name: name, uid: cached?.meta.uid)
+        let what = cached == nil ? "was deleted" : "lacked \(secretName) in imagePullSecrets"
+        let now = Date()
+        let decision = limiter.decide(key, now: now)
+        if decision.at > now {
+            return .throttled(until: decision.at, episode: decision.startsEpisode ? RepairReport(
+                regarding: ref, reason: "RepairFailed",
+                note: "another writer keeps removing \(secretName) from ServiceAccount \(namespace)/\(name); repairs are now spaced out") : nil)
+        }
+        do {
+            guard try await write(key) else { return .healthy }
+            limiter.record(key, at: Date(), decision: decision)
+            limiter.prune(now: now)
+            return .repaired(RepairReport(regarding: ref, reason: "ServiceAccountRepaired", note: "ServiceAccount \(what); restored"))
+        } catch {
+            return .failed(RepairReport(regarding: ref, reason: "RepairFailed", note: RepairError.describe(error, verb: "repairing", object: "ServiceAccount \(namespace)/\(name)")))
+        }
+    }
+
+    /// Creates the managed account, or adds the reference with a JSON Patch guarded
+    /// by a `test` of the resourceVersion: the list has no merge key, so a merge or
+    /// strategic-merge patch would replace other entries. False when nothing was needed.
+    private func write(_ key: ObjectKey) async throws -> Bool {
+        let client = ctx.client
+        for attempt in 1...5 {
+            do {
+                let fresh: ServiceAccount
+                do {
+                    fresh = try await client.get(ServiceAccount.self, namespace: key.namespace, name: key.name)
+                } catch let e as KubeClientError where e.isNotFound && isManaged(key) {
+                    var sa = ServiceAccount(metadata: ctx.objectMeta(key.name, namespace: key.namespace),
+                                            imagePullSecrets: [LocalObjectReference(name: secretName)])
+                    sa.automountServiceAccountToken = false
+                    _ = try await client.create(sa, namespace: key.namespace)
+                    return true
+                }
+                let existing = fresh.imagePullSecrets ?? []
+                if existing.contains(where: { $0.name == secretName }) { return false }
+                let entry = JSONValue.object(["name": .string(secretName)])
+                let add: JSONPatchOperation = fresh.imagePullSecrets == nil
+                    ? .add("/imagePullSecrets", .array([entry]))
+                    : .add("/imagePullSecrets/-", entry)
+                _ = try await client.patch(ServiceAccount.self, namespace: key.namespace, name: key.name,
+                                           .json([.test("/metadata/resourceVersion", .string(fresh.metadata.resourceVersion ?? "")), add]))
+                return true
+            } catch where RepairError.isRetryableConflict(error) && attempt < 5 {
+                continue
+            }
+        }
+        return false
+    }
+}

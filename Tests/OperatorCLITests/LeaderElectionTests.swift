@@ -1,0 +1,99 @@
+import Foundation
+import KubeClient
+import KubeSim
+import Testing
+
+/// A `kubetrace-operator run` process with its stderr in a file.
+final class OperatorProcess: @unchecked Sendable {
+    let process = Process()
+    let logPath: String
+    let exited: AsyncStream<Int32>
+
+    init(_ args: [String], dir: TempDir, name: String, environment: [String: String] = [:]) throws {
+        logPath = "\(dir.path)/\(name).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
+        process.arguments = args
+        var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
+        env.merge(environment) { _, n in n }
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        let (stream, cont) = AsyncStream.makeStream(of: Int32.self)
+        exited = stream
+        process.terminationHandler = { cont.yield($0.terminationStatus); cont.finish() }
+        try process.run()
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` and waits (bounded) for the exit status.
+    func stop(_ signal: Int32 = SIGTERM, within: Duration = .seconds(20)) async throws -> Int32 {
+        kill(process.processIdentifier, signal)
+        return try await withThrowingTaskGroup(of: Int32.self) { group in
+            group.addTask { for await s in self.exited { return s }; return -1 }
+            group.addTask { try await Task.sleep(for: within); throw AwaitTimeout(description: "the operator did not exit within \(within)") }
+            let s = try await group.next()!
+            group.cancelAll()
+            return s
+        }
+    }
+
+    deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct LeaderElectionTests {
+    /// Two replicas: only the leader repairs; killing it hands over within the lease
+    /// duration; a graceful stop releases the Lease.
+    @Test func onlyTheLeaderWritesAndTheOtherTakesOver() async throws {
+        try await DevCluster.withRunning { cluster in
+            let dir = TempDir()
+            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: await cluster.url()))
+            let client = try await cliClient(cluster)
+            let ns = "kubetrace-system"
+            _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns)))
+            let doc = SecretBytes(#"{"auths":{"blr.vultrcr.com":{"username":"u","password":"pull-pass-canary","auth":"dTpw"}}}"#)
+            _ = try await client.create(Secret(metadata: ObjectMeta(name: "kubetrace-registry", namespace: ns), type: "kubernetes.io/dockerconfigjson",
+                                               data: [".dockerconfigjson": doc]))
+            let args = ["run", "--kubeconfig", kubeconfig, "--namespace", ns, "--token-source", "tokenrequest",
+                        "--lease-duration", "3s", "--renew-deadline", "2s", "--retry-period", "500ms"]
+            let a = try OperatorProcess(args, dir: dir, name: "a")
+            let leaseA = try await awaitObject(client, Lease.self, namespace: ns, name: "kubetrace-operator-leader", timeout: .seconds(20), "the first replica leading") {
+                !($0?.spec?.holderIdentity ?? "").isEmpty
+            }
+            let first = leaseA?.spec?.holderIdentity ?? ""
+            #expect(leaseA?.spec?.leaseDurationSeconds == 3)
+            let b = try OperatorProcess(args, dir: dir, name: "b")
+
+            // The standby keeps its watches; only the leader repairs.
+            _ = try await client.delete(Secret.self, namespace: ns, name: "kubetrace-registry")
+            try await awaitObject(client, Secret.self, namespace: ns, name: "kubetrace-registry", "recreated by the leader") { $0?.data?[".dockerconfigjson"] == doc }
+
+            // The leader dies without releasing: the standby takes over once the lease lapses.
+            let killedAt = ContinuousClock.now
+            _ = try await a.stop(SIGKILL)
+            let leaseB = try await awaitObject(client, Lease.self, namespace: ns, name: "kubetrace-operator-leader", timeout: .seconds(15), "the second replica leading") {
+                let h = $0?.spec?.holderIdentity ?? ""
+                return !h.isEmpty && h != first
+            }
+            let handover = ContinuousClock.now - killedAt
+            #expect(handover <= .seconds(5), "took over after \(handover); lease 3 s, retry 0.5 s")
+            #expect(leaseB?.spec?.leaseTransitions == 1)
+            _ = try await client.delete(Secret.self, namespace: ns, name: "kubetrace-registry")
+            try await awaitObject(client, Secret.self, namespace: ns, name: "kubetrace-registry", "recreated by the new leader") { $0?.data?[".dockerconfigjson"] == doc }
+
+            // Graceful stop: exit 0 and the Lease handed back at once.
+            #expect(try await b.stop() == 0)
+            let released = try await client.get(Lease.self, namespace: ns, name: "kubetrace-operator-leader")
+            #expect(released.spec?.holderIdentity == "")
+
+            let logA = a.log, logB = b.log
+            #expect(logA.components(separatedBy: "pull_secret_repaired").count - 1 == 1, "\(logA)")
+            #expect(logB.components(separatedBy: "pull_secret_repaired").count - 1 == 1, "\(logB)")
+            #expect(logB.contains("leader_acquired") && logB.contains("leader_released"))
+            for log in [logA, logB] {
+                #expect(!log.contains("pull-pass-canary") && !log.contains(cluster.adminToken))
+            }
+        }
+    }
+}

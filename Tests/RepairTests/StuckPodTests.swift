@@ -1,0 +1,129 @@
+import Foundation
+import KubeClient
+import KubeSim
+@testable import KubetraceOperator
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct StuckPodTests {
+    static func podYAML(_ name: String, owner: Bool, pullSecrets: [String] = []) -> String {
+        let owners = owner ? """
+          ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f, uid: 5f0c7a2e-0000-4000-8000-000000000001, controller: true}]
+        """ : ""
+        let secrets = pullSecrets.isEmpty ? "" : "  imagePullSecrets: [\(pullSecrets.map { "{name: \($0)}" }.joined(separator: ", "))]\n"
+        return """
+        apiVersion: v1
+        kind: Pod
+        metadata:
+          name: \(name)
+          namespace: apps
+        \(owners)
+        spec:
+          serviceAccountName: default
+        \(secrets)  containers: [{name: web, image: blr.vultrcr.com/acme/web:1.4}]
+        """
+    }
+
+    static let backOff = #"{"status":{"phase":"Pending","containerStatuses":[{"name":"web","ready":false,"restartCount":0,"image":"blr.vultrcr.com/acme/web:1.4","state":{"waiting":{"reason":"ImagePullBackOff","message":"Back-off pulling image \"blr.vultrcr.com/acme/web:1.4\""}}}]}}"#
+    static let errPull = #"{"status":{"phase":"Pending","containerStatuses":[{"name":"web","ready":false,"restartCount":0,"image":"blr.vultrcr.com/acme/web:1.4","state":{"waiting":{"reason":"ErrImagePull","message":"failed to pull"}}}]}}"#
+
+    func seedApps(_ admin: KubeClient) async throws {
+        _ = try await admin.create(Namespace(metadata: ObjectMeta(name: "apps")))
+        // The account lost the reference (no pull Secret copy yet either).
+        _ = try await admin.create(ServiceAccount(metadata: ObjectMeta(name: "default", namespace: "apps")))
+    }
+
+    func markStuck(_ f: RepairFixture, _ pod: String, _ status: String = backOff) async throws {
+        _ = try await f.kubectl(["patch", "pod", pod, "-n", "apps", "--subresource=status", "--type", "merge", "-p", status])
+    }
+
+    @Test func ownedStuckPodIsRepairedThenDeletedOnce() async throws {
+        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]) }, seed: seedApps) { f in
+            // Created while the account lacked the reference: the Pod's own list lacks it too.
+            _ = try await f.kubectl(["create", "-f", "-"], stdin: Self.podYAML("web-7d9f-x1", owner: true))
+            try await markStuck(f, "web-7d9f-x1")
+            try await awaitObject(f.client, Pod.self, namespace: "apps", name: "web-7d9f-x1", "the stuck Pod deleted") { $0 == nil }
+            // The plumbing was repaired first.
+            let sa = try await f.client.get(ServiceAccount.self, namespace: "apps", name: "default")
+            #expect(sa.imagePullSecrets == [LocalObjectReference(name: "kubetrace-registry")])
+            let copy = try await f.client.get(Secret.self, namespace: "apps", name: "kubetrace-registry")
+            #expect(copy.data?[".dockerconfigjson"] == f.goodDocument)
+            try await f.logs.waitFor("pod_restarted_after_repair")
+            let events = try await f.events(about: "web-7d9f-x1", reason: "PodRestartedAfterRepair", in: "apps")
+            #expect(events.count == 1)
+            #expect(events.first?.note?.contains("ReplicaSet web-7d9f") == true)
+        }
+    }
+
+    @Test func podThatStillBacksOffAfterTheRepairIsDeleted() async throws {
+        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]) }, seed: seedApps) { f in
+            try await f.awaitPullSecret(in: "apps", equal: f.goodDocument, "the copy in apps")
+            _ = try await f.kubectl(["create", "-f", "-"], stdin: Self.podYAML("web-7d9f-x2", owner: true, pullSecrets: ["kubetrace-registry"]))
+            // The copy is broken, the kubelet fails to pull.
+            _ = try await f.kubectl(["delete", "secret", "kubetrace-registry", "-n", "apps"])
+            try await markStuck(f, "web-7d9f-x2", Self.errPull)
+            try await f.logs.waitFor("stuck_pod_watching")
+            #expect(try await f.client.get(Pod.self, namespace: "apps", name: "web-7d9f-x2").metadata.name == "web-7d9f-x2", "not deleted before it is seen to still fail")
+            // The kubelet's next attempt still backs off: now it is restarted.
+            try await markStuck(f, "web-7d9f-x2", Self.backOff)
+            try await awaitObject(f.client, Pod.self, namespace: "apps", name: "web-7d9f-x2", "the Pod deleted after still backing off") { $0 == nil }
+        }
+    }
+
+    @Test func bareStuckPodIsRepairedButNeverDeleted() async throws {
+        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]) }, seed: seedApps) { f in
+            _ = try await f.kubectl(["create", "-f", "-"], stdin: Self.podYAML("lonely", owner: false))
+            try await markStuck(f, "lonely")
+            try await f.logs.waitFor("stuck_pod_bare")
+            try await awaitObject(f.client, ServiceAccount.self, namespace: "apps", name: "default", "apps/default repaired") {
+                $0?.imagePullSecrets == [LocalObjectReference(name: "kubetrace-registry")]
+            }
+            try await markStuck(f, "lonely", Self.errPull)
+            try await f.logs.waitFor("pull_secret_repaired")
+            let pod = try await f.client.get(Pod.self, namespace: "apps", name: "lonely")
+            #expect(pod.metadata.deletionTimestamp == nil)
+            #expect(try await f.events(about: "lonely", reason: "PodRestartedAfterRepair", in: "apps").isEmpty)
+        }
+    }
+
+    @Test func restartCanBeTurnedOff() async throws {
+        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]); $0.restartStuckPods = false }, seed: seedApps) { f in
+            _ = try await f.kubectl(["create", "-f", "-"], stdin: Self.podYAML("web-7d9f-x3", owner: true))
+            try await markStuck(f, "web-7d9f-x3")
+            try await awaitObject(f.client, ServiceAccount.self, namespace: "apps", name: "default", "apps/default repaired") {
+                $0?.imagePullSecrets == [LocalObjectReference(name: "kubetrace-registry")]
+            }
+            // A second status update is reconciled too; the Pod stays.
+            try await markStuck(f, "web-7d9f-x3", Self.errPull)
+            try await f.awaitPullSecret(in: "apps", equal: f.goodDocument, "the copy")
+            #expect(try await f.client.get(Pod.self, namespace: "apps", name: "web-7d9f-x3").metadata.deletionTimestamp == nil)
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct AdversaryTests {
+    /// Another writer strips the reference as soon as it is restored, for 6 s:
+    /// the first five repairs are immediate, then they are spaced 1 s, 2 s, 4 s apart.
+    @Test func aRevertingWriterMeetsBoundedBackedOffRepairs() async throws {
+        try await RepairFixture.with { f in
+            let ns = RepairFixture.ns
+            let clock = ContinuousClock()
+            let end = clock.now + .seconds(6)
+            var reverts = 0
+            while clock.now < end {
+                try await awaitObject(f.client, ServiceAccount.self, namespace: ns, name: "kubetrace-readonly-user", timeout: .seconds(20), "the reference restored") {
+                    $0?.imagePullSecrets?.contains(LocalObjectReference(name: "kubetrace-registry")) == true
+                }
+                if clock.now >= end { break }
+                _ = try await f.client.patch(ServiceAccount.self, namespace: ns, name: "kubetrace-readonly-user", .merge(.object(["imagePullSecrets": .array([])])))
+                reverts += 1
+            }
+            let repairs = f.logs.all.filter { $0.contains("service_account_repaired") }.count
+            // The creation at start and four immediate repairs, then ones spaced 1 s, 2 s, 4 s, 8 s: at most ~9
+            // in the loop's 6 s (plus one the last wait may see). Unthrottled it would be hundreds.
+            #expect(repairs >= 5 && repairs <= 10, "repairs: \(repairs), reverts: \(reverts)")
+            let throttled = try await f.events(about: "kubetrace-readonly-user", reason: "RepairFailed")
+            #expect(throttled.count == 1)
+            #expect(throttled.first?.note?.contains("another writer keeps removing") == true)
+        }
+    }
+}
