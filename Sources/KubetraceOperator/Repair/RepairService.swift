@@ -207,23 +207,24 @@ public final class RepairService: Sendable {
         case .repaired(let r):
             failures.withLock { $0.succeeded(key) }
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "repaired")]).increment()
-            ctx.logger.info("\(r.note)", metadata: ["event": "\(Self.snake(r.reason))", "object": "\(r.regarding.namespace ?? "")/\(r.regarding.name ?? "")", "kind": "\(r.regarding.kind ?? "")"])
+            // The Event first: a log line then means everything about the repair is recorded.
             await events.record(r, warning: false)
+            ctx.logger.info("\(r.note)", metadata: ["event": "\(Self.snake(r.reason))", "object": "\(r.regarding.namespace ?? "")/\(r.regarding.name ?? "")", "kind": "\(r.regarding.kind ?? "")"])
         case .throttled(let until, let episode):
             await queue.add(key, at: until)
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "throttled")]).increment()
             if let episode {
-                ctx.logger.warning("\(episode.note)", metadata: ["event": "repair_throttled", "object": "\(episode.regarding.namespace ?? "")/\(episode.regarding.name ?? "")"])
                 await events.record(episode, warning: true)
+                ctx.logger.warning("\(episode.note)", metadata: ["event": "repair_throttled", "object": "\(episode.regarding.namespace ?? "")/\(episode.regarding.name ?? "")"])
             }
         case .failed(let r):
             let (delay, count) = failures.withLock { f in (f.failed(key), f.failureCount(key)) }
             await queue.add(key, at: Date().addingTimeInterval(delay))
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "failed")]).increment()
-            // Logged on the first failure and then at each doubling: the backoff limits the rate.
+            // One line per attempt: the backoff (1 s … 5 min) limits the rate.
+            await events.record(r, warning: true)
             ctx.logger.warning("\(r.note)", metadata: ["event": "repair_failed", "object": "\(r.regarding.namespace ?? "")/\(r.regarding.name ?? "")",
                                                        "kind": "\(r.regarding.kind ?? "")", "attempt": "\(count)", "retry_in": "\(Int(delay))s"])
-            await events.record(r, warning: true)
         }
     }
 
