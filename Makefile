@@ -45,7 +45,7 @@ bench: deps
 	$(SWIFT) build -c release --product kubetrace-bench
 	$(SWIFT) build -c release --product kubetrace-devcluster
 	bin="$$($(SWIFT) build -c release --show-bin-path)"; \
-	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" sync && "$$bin/kubetrace-bench" devcluster
+	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" sync && "$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair
 
 clean:
 	rm -rf .build .devcluster

@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "kubetrace-bench",
             dependencies: [
-                "KubeSim", "KubeClient", "KubeRuntime",
+                "KubeSim", "KubeClient", "KubeRuntime", "KubetraceOperator",
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
