@@ -25,10 +25,16 @@ public struct CLIError: Error, CustomStringConvertible {
 /// usage errors (64 by default) become 2, configuration errors 2, runtime failures 1.
 public enum KubetraceCLI {
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = .info
-            return h
+        // Logging is set up once, before parsing: the format comes from the arguments or LOG_FORMAT.
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            let format = try LogFormat.requested(arguments: arguments, environment: environment)
+            LogFormat.bootstrap(LogFormat.resolve(format, environment: environment), level: .info)
+        } catch let e as CLIError {
+            FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
+            exit(e.exitCode)
+        } catch {
+            exit(ExitStatus.usage)
         }
         let command: any ParsableCommand
         do {
@@ -99,7 +105,12 @@ struct ClusterOptions: ParsableArguments {
     func loadConnection(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ClusterConnection {
         var connection: ClusterConnection
         let envKubeconfig = environment["KUBECONFIG"].flatMap { $0.isEmpty ? nil : $0 }
-        if kubeconfig == nil, envKubeconfig == nil, environment["KUBERNETES_SERVICE_HOST"] != nil {
+        // systemd `LoadCredential=kubeconfig:…` puts it in $CREDENTIALS_DIRECTORY.
+        let credential = environment["CREDENTIALS_DIRECTORY"].map { "\($0)/kubeconfig" }.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+        if kubeconfig == nil, envKubeconfig == nil, let credential {
+            let config = try KubeConfig.load(explicitPath: credential, environment: environment)
+            connection = try ClusterConnection.from(kubeconfig: config, context: context)
+        } else if kubeconfig == nil, envKubeconfig == nil, environment["KUBERNETES_SERVICE_HOST"] != nil {
             connection = try ClusterConnection.inCluster(environment: environment)
         } else {
             let config = try KubeConfig.load(explicitPath: kubeconfig, environment: environment)

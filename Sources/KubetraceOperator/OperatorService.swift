@@ -11,6 +11,7 @@ struct OperatorService: Service {
     let refresh: RefreshService
     let repair: RepairService
     let elector: LeaderElector?
+    let health: LoopHealth
     let logger: Logger
 
     func run() async throws {
@@ -25,6 +26,7 @@ struct OperatorService: Service {
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await repair.runWatches() }
+            group.addTask { [health, repair] in await health.run { await repair.heartbeat() } }
             group.addTask { [elector, repair] in
                 try await withGracefulShutdownHandler {
                     if let elector { try await elector.run(whileLeading: lead) } else { try await lead() }

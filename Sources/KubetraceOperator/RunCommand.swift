@@ -30,9 +30,20 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Leader election: renew deadline (env RENEW_DEADLINE; default 10s).") var renewDeadline: String?
     @Option(help: "Leader election: retry period (env RETRY_PERIOD; default 2s).") var retryPeriod: String?
     @Option(help: "Resume a watch that delivered no byte for this long (env WATCH_IDLE_TIMEOUT; default 90s).") var watchIdleTimeout: String?
+    @Option(help: "Log format: auto, json, text or journald (env LOG_FORMAT; default auto).") var logFormat: String?
+    @Option(help: "Listener for /healthz and /readyz: host:port, :port, or off (env HEALTH_ADDR; default :8081 in-cluster, off otherwise).") var healthAddr: String?
+    @Option(help: "Listener for /metrics: host:port, :port, or off (env METRICS_ADDR; default :8080 in-cluster, off otherwise).") var metricsAddr: String?
 
     func run() async throws {
         let env = ProcessInfo.processInfo.environment
+        // Before any metric is created: swift-metrics binds handlers at creation.
+        let metrics = OperatorMetrics()
+        metrics.bootstrap()
+        let inCluster = env["KUBERNETES_SERVICE_HOST"] != nil
+        let healthAddress = try ListenAddress.parse(healthAddr ?? env["HEALTH_ADDR"] ?? (inCluster ? ":8081" : ""), flag: healthAddr != nil ? "--health-addr" : "HEALTH_ADDR")
+        let metricsAddress = try ListenAddress.parse(metricsAddr ?? env["METRICS_ADDR"] ?? (inCluster ? ":8080" : ""), flag: metricsAddr != nil ? "--metrics-addr" : "METRICS_ADDR")
+        try healthAddress?.checkAvailable(flag: healthAddr != nil ? "--health-addr" : "HEALTH_ADDR")
+        if metricsAddress != healthAddress || metricsAddress?.port == 0 { try metricsAddress?.checkAvailable(flag: metricsAddr != nil ? "--metrics-addr" : "METRICS_ADDR") }
         let connection = try cluster.loadConnection()
         var names = ObjectNames()
         if let ns = cluster.namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
@@ -74,7 +85,10 @@ struct RunCommand: AsyncParsableCommand {
             throw CLIError.configuration("\(operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE"): cannot read \(file)")
         }
 
-        let logger = Logger(label: "kubetrace.operator")
+        var logger = Logger(label: "kubetrace.operator")
+        if case .kubetraceAPI(_, _, let id) = source { logger[metadataKey: "cluster_id"] = "\(id)" }
+        let status = OperatorStatus()
+        config.status = status
         do {
             let version = try await client.serverVersion()
             logger.info("connected to the API server", metadata: ["server": "\(connection.server)", "version": "\(version)", "source": "\(connection.source)", "k8s.namespace": "\(names.namespace)"])
@@ -125,8 +139,26 @@ struct RunCommand: AsyncParsableCommand {
         if config.vultr != nil { mint = { _ = try await refresh.refreshRegistry() } }
         let idleTimeout = Duration.milliseconds(Int64(idle * 1000))
         let repair = RepairService(client: client, configuration: repairConfig, logger: logger, watchIdleTimeout: idleTimeout, fetchFresh: mint)
-        let service = OperatorService(refresh: refresh, repair: repair, elector: elector, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let health = LoopHealth()
+        let service = OperatorService(refresh: refresh, repair: repair, elector: elector, health: health, logger: logger)
+        let notifier = SystemdNotifier(logger: logger)
+        let systemd = SystemdService(notifier: notifier, repair: repair, elector: elector, status: status, health: health, reload: { [logger] in
+            // SIGHUP: credential files are read again; the watches and their state stay.
+            await client.credentials.invalidate()
+            refresh.reload()
+            logger.info("reloaded credential files", metadata: ["event": "reloaded"])
+        }, logger: logger)
+        let probes = HTTPEndpoints.Probes(
+            healthy: { health.isHealthy() ? (true, "ok") : (false, "event loop not responding") },
+            ready: { [elector] in
+                guard repair.sync.allSynced else { return (false, "initial sync not complete") }
+                guard let elector else { return (true, "ok") }
+                if elector.isLeader { return (true, "ok: leader") }
+                return elector.isHealthy ? (true, "ok: standby, leader is \(elector.holder ?? "unknown")") : (false, "cannot reach the Lease")
+            },
+            metrics: { metrics.render(watchers: repair.watchStats) })
+        let http = HTTPEndpoints.services(health: healthAddress, metrics: metricsAddress, probes: probes, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [service, systemd] + http, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 

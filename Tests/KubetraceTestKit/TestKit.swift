@@ -84,22 +84,24 @@ public func adminClient(_ cluster: DevCluster, token: String? = nil) async throw
 /// Captures log lines (message and metadata) to check wording and that no secret leaks.
 public final class LogSink: Sendable {
     public let lines = Mutex<[String]>([])
-    private let waiters = Mutex<[(text: String, id: UUID, c: CheckedContinuation<Void, Never>)]>([])
+    private let waiters = Mutex<[(text: String, count: Int, id: UUID, c: CheckedContinuation<Void, Never>)]>([])
     public init() {}
     public var all: [String] { lines.withLock { $0 } }
 
-    func append(_ line: String) {
+    public func append(_ line: String) {
         lines.withLock { $0.append(line) }
         let ready = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
-            let hit = w.filter { line.contains($0.text) }.map(\.c)
-            w.removeAll { line.contains($0.text) }
-            return hit
+            let hit = w.filter { line.contains($0.text) && self.count($0.text) >= $0.count }
+            w.removeAll { line.contains($0.text) && self.count($0.text) >= $0.count }
+            return hit.map(\.c)
         }
         ready.forEach { $0.resume() }
     }
 
-    /// Waits for a line containing `text` (already logged or to come), at most `timeout`.
-    public func waitFor(_ text: String, timeout: Duration = .seconds(10)) async throws {
+    private func count(_ text: String) -> Int { lines.withLock { $0.filter { $0.contains(text) }.count } }
+
+    /// Waits until `count` lines contain `text` (already logged or to come), at most `timeout`.
+    public func waitFor(_ text: String, count: Int = 1, timeout: Duration = .seconds(10)) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 let id = UUID()
@@ -107,8 +109,8 @@ public final class LogSink: Sendable {
                     await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                         // Checked and registered under the waiters' lock, so a line appended meanwhile is not missed.
                         let now = self.waiters.withLock { w -> Bool in
-                            if Task.isCancelled || self.lines.withLock({ $0.contains { $0.contains(text) } }) { return true }
-                            w.append((text, id, c))
+                            if Task.isCancelled || self.count(text) >= count { return true }
+                            w.append((text, count, id, c))
                             return false
                         }
                         if now { c.resume() }

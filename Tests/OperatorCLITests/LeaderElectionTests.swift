@@ -3,35 +3,67 @@ import KubeClient
 import KubeSim
 import Testing
 
-/// A `kubetrace-operator run` process with its stderr in a file.
+/// A `kubetrace-operator run` process; its stderr is read line by line into a
+/// LogSink as it comes (so tests await lines instead of polling), or goes to a file.
 final class OperatorProcess: @unchecked Sendable {
     let process = Process()
-    let logPath: String
+    let lines = LogSink()
     let exited: AsyncStream<Int32>
+    private let drained = DispatchGroup()
 
-    init(_ args: [String], dir: TempDir, name: String, environment: [String: String] = [:]) throws {
-        logPath = "\(dir.path)/\(name).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+    init(_ args: [String], dir: TempDir, name: String, environment: [String: String] = [:], stderrFile: String? = nil) throws {
         process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
         process.arguments = args
         var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
         env.merge(environment) { _, n in n }
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: logPath)
+        let pipe = Pipe()
+        if let stderrFile {
+            process.standardError = FileHandle(forWritingAtPath: stderrFile)
+        } else {
+            process.standardError = pipe
+        }
         let (stream, cont) = AsyncStream.makeStream(of: Int32.self)
         exited = stream
         process.terminationHandler = { cont.yield($0.terminationStatus); cont.finish() }
         try process.run()
+        guard stderrFile == nil else { return }
+        drained.enter()
+        let handle = pipe.fileHandleForReading
+        let sink = lines
+        DispatchQueue.global().async { [drained] in
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                pending += chunk
+                while let nl = pending.firstIndex(of: 10) {
+                    sink.append(String(decoding: pending[pending.startIndex..<nl], as: UTF8.self))
+                    pending = Data(pending[(nl + 1)...])
+                }
+            }
+            if !pending.isEmpty { sink.append(String(decoding: pending, as: UTF8.self)) }
+            drained.leave()
+        }
     }
 
-    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    var pid: Int32 { process.processIdentifier }
+    /// Everything written to stderr so far.
+    var log: String { lines.all.joined(separator: "\n") }
 
-    /// Sends `signal` and waits (bounded) for the exit status.
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Sends `signal` and waits (bounded) for the exit status and the end of stderr.
     func stop(_ signal: Int32 = SIGTERM, within: Duration = .seconds(20)) async throws -> Int32 {
         kill(process.processIdentifier, signal)
         return try await withThrowingTaskGroup(of: Int32.self) { group in
-            group.addTask { for await s in self.exited { return s }; return -1 }
+            group.addTask {
+                var status: Int32 = -1
+                for await s in self.exited { status = s }
+                await withCheckedContinuation { c in self.drained.notify(queue: .global()) { c.resume() } }
+                return status
+            }
             group.addTask { try await Task.sleep(for: within); throw AwaitTimeout(description: "the operator did not exit within \(within)") }
             let s = try await group.next()!
             group.cancelAll()

@@ -78,6 +78,8 @@ public actor CredentialLoop {
     let current: @Sendable () async -> RefreshResult?
     let logger: Logger
     let onEvent: @Sendable (_ reason: String, _ note: String, _ warning: Bool) async -> Void
+    /// Told whether the credential is good and when it is next refreshed (`STATUS=`).
+    let report: @Sendable (_ ok: Bool, _ next: Date?) -> Void
     nonisolated let wakeup = Wakeup()
     private var state = RefreshResult()
     private var failures = 0
@@ -89,8 +91,10 @@ public actor CredentialLoop {
     public init(name: String, policy: RefreshPolicy, logger: Logger,
                 current: @escaping @Sendable () async -> RefreshResult?,
                 refresh: @escaping @Sendable () async throws -> RefreshResult,
-                onEvent: @escaping @Sendable (_ reason: String, _ note: String, _ warning: Bool) async -> Void = { _, _, _ in }) {
+                onEvent: @escaping @Sendable (_ reason: String, _ note: String, _ warning: Bool) async -> Void = { _, _, _ in },
+                report: @escaping @Sendable (_ ok: Bool, _ next: Date?) -> Void = { _, _ in }) {
         self.name = name
+        self.report = report
         self.policy = policy
         self.refresh = refresh
         self.current = current
@@ -109,6 +113,7 @@ public actor CredentialLoop {
     public func run() async {
         if let known = await current() { state = known }
         var next = state.expiresAt == nil ? Date() : policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: Date(), random: .random(in: 0..<1))
+        report(state.expiresAt.map { $0 > Date() } ?? false, next)
         while !Task.isCancelled {
             let reason = await wakeup.wait(until: next)
             if Task.isCancelled { return }
@@ -118,6 +123,7 @@ public actor CredentialLoop {
                 state = known
                 failures = 0
                 next = policy.nextRefresh(issuedAt: known.issuedAt, expiresAt: known.expiresAt, now: now, random: .random(in: 0..<1))
+                report(known.expiresAt.map { $0 > now } ?? false, next)
                 logger.info("credential changed by another writer; rescheduled", metadata: ["next_refresh_in": "\(Self.human(next.timeIntervalSince(now)))"])
                 continue
             }
@@ -152,6 +158,7 @@ public actor CredentialLoop {
             let next = policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now, random: .random(in: 0..<1))
             let expiresIn = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "unknown"
             if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)) }
+            report(true, next)
             logger.info("\(name) refreshed (expires in \(expiresIn), next refresh in \(Self.human(next.timeIntervalSince(now))))",
                         metadata: ["event": "token_refreshed"])
             await onEvent("TokenRefreshed", "\(name) refreshed; expires in \(expiresIn)", false)
@@ -168,6 +175,7 @@ public actor CredentialLoop {
             } else {
                 logger.warning("\(name) refresh failed: \(message)", metadata: ["event": "token_refresh_failed", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"])
             }
+            report(false, now.addingTimeInterval(delay))
             if failures == 1 { await onEvent("TokenRefreshFailed", "\(name) refresh failed: \(message)", true) }
             if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)) }
             if !warned, policy.expiringSoon(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now) {

@@ -25,6 +25,8 @@ public struct RefreshConfiguration: Sendable {
     public var registryHost = "blr.vultrcr.com"
     public var registryLifetimeSeconds = 86_400
     public var instance = ProcessInfo.processInfo.hostName
+    /// Where the loops report their state for `STATUS=`.
+    public var status: OperatorStatus?
 
     public init(source: TokenSource) { self.source = source }
 }
@@ -39,6 +41,8 @@ public struct RefreshService: Sendable {
     /// What this process last wrote into each managed key, so its own writes (whose
     /// watch events can arrive before the write call returns) never count as outside changes.
     private let ownWrites = OwnWrites()
+    /// The running loops, so a reload (SIGHUP) can make them re-read their credentials.
+    private let loops = RunningLoops()
 
     public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger) {
         self.client = client
@@ -55,12 +59,16 @@ public struct RefreshService: Sendable {
             name: "kubeconfig-token", policy: config.policy, logger: logger,
             current: { await self.currentKubeconfigToken() },
             refresh: { try await self.refreshKubeconfigToken() },
-            onEvent: { reason, note, warning in await self.event(self.config.names.kubeconfigSecret, reason, note, warning) })
+            onEvent: { reason, note, warning in await self.event(self.config.names.kubeconfigSecret, reason, note, warning) },
+            report: { [status = config.status] ok, next in status?.report("kubeconfig-token", ok: ok, next: next) })
         let registryLoop: CredentialLoop? = config.vultr == nil ? nil : CredentialLoop(
             name: "registry-credentials", policy: config.policy, logger: logger,
             current: { await self.currentRegistryExpiry() },
             refresh: { try await self.refreshRegistry() },
-            onEvent: { reason, note, warning in await self.event(self.config.names.registrySecret, reason, note, warning) })
+            onEvent: { reason, note, warning in await self.event(self.config.names.registrySecret, reason, note, warning) },
+            report: { [status = config.status] ok, next in status?.report("registry-credentials", ok: ok, next: next) })
+        loops.set([kubeconfigLoop] + (registryLoop.map { [$0] } ?? []))
+        defer { loops.set([]) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await kubeconfigLoop.run() }
             if let registryLoop { group.addTask { await registryLoop.run() } }
@@ -69,6 +77,9 @@ public struct RefreshService: Sendable {
             group.cancelAll()
         }
     }
+
+    /// SIGHUP: every loop re-reads its credential now and reschedules.
+    public func reload() { loops.current.forEach { $0.externalChange() } }
 
     // MARK: the kubeconfig Secret's token
 
@@ -248,4 +259,10 @@ final class OwnWrites: Sendable {
     /// Called before writing `value` to the managed key of Secret `name`.
     func expect(_ name: String, _ value: SecretBytes) { content.withLock { $0[name] = value } }
     func isOwn(_ name: String, _ value: SecretBytes?) -> Bool { content.withLock { $0[name] } == value && value != nil }
+}
+
+final class RunningLoops: Sendable {
+    private let loops = Mutex<[CredentialLoop]>([])
+    func set(_ value: [CredentialLoop]) { loops.withLock { $0 = value } }
+    var current: [CredentialLoop] { loops.withLock { $0 } }
 }

@@ -165,3 +165,18 @@ struct RepairRefusal: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
 }
+
+extension PullSecretHandler {
+    /// A no-op on the actor (the heartbeat) — except under the test failpoint
+    /// `stall-loop-after`, which blocks the actor's thread for good, as a runaway
+    /// computation would.
+    func ping() {
+        guard let after = Failpoints.stallAfter() else { return }
+        if ContinuousClock.now - Self.started >= after {
+            ctx.logger.warning("failpoint: stalling the loop", metadata: ["event": "failpoint_stall"])
+            while true { usleep(1_000_000) }
+        }
+    }
+
+    static let started = ContinuousClock.now
+}

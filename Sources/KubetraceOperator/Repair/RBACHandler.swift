@@ -158,3 +158,8 @@ actor RBACHandler {
         return false
     }
 }
+
+extension RBACHandler {
+    /// A no-op on the actor: returns once the actor is free to run it (the heartbeat).
+    func ping() {}
+}

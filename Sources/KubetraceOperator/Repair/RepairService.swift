@@ -147,6 +147,18 @@ public final class RepairService: Sendable {
         }
     }
 
+    /// Distinct kinds watched (for `STATUS=`).
+    public var watchedKinds: Int { ctx.config.targetNamespaces.map { if case .selector = $0 { 6 } else { 5 } } ?? 5 }
+
+    /// One round trip through the work queue and every handler actor (the loop's heartbeat).
+    public func heartbeat() async {
+        await queue.ping()
+        await pullSecrets.ping()
+        await accounts.ping()
+        await rbac.ping()
+        await pods.ping()
+    }
+
     // MARK: workers (leader only)
 
     /// Reconciles queued keys until cancelled or until `drain()`; in-flight

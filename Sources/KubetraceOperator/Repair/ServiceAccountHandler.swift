@@ -107,3 +107,8 @@ actor ServiceAccountHandler {
         return false
     }
 }
+
+extension ServiceAccountHandler {
+    /// A no-op on the actor: returns once the actor is free to run it (the heartbeat).
+    func ping() {}
+}

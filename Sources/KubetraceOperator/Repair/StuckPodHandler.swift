@@ -126,3 +126,8 @@ actor StuckPodHandler {
                                       note: "deleted so its \(pod.meta.owners.first { $0.name == pod.meta.controller }?.kind ?? "owner") \(pod.meta.controller ?? "") recreates it: \(why)"))
     }
 }
+
+extension StuckPodHandler {
+    /// A no-op on the actor: returns once the actor is free to run it (the heartbeat).
+    func ping() {}
+}
