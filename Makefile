@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 APT_PACKAGES := libcurl4-openssl-dev libssl-dev libsystemd-dev libsimdjson-dev pkg-config
+# For the tests: systemd-analyze, journalctl and systemd-journald; curl for the HTTP endpoints.
+TEST_APT_PACKAGES := systemd curl
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -16,8 +18,14 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-## test-deps: the second clients the devcluster is tested with (kubectl ships with these machines).
+## test-deps: the second clients the devcluster is tested with (kubectl ships with these machines),
+## and the real systemd tools the run-mode tests use.
 test-deps: deps
+	@missing=""; for p in $(TEST_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 	@python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
 	@command -v kubernetes-validate >/dev/null || python3 -m pip install -q kubernetes-validate
 	@command -v checkov >/dev/null || python3 -m pip install -q checkov

@@ -125,8 +125,17 @@ struct APIServer: HTTPResponder {
         case (.delete, _): verb = "delete"
         default: throw APIError.methodNotAllowed(method.rawValue)
         }
+        // As kube-apiserver's RequestInfo: a list or watch selecting one name by
+        // `fieldSelector=metadata.name=X` is authorized as a request for X (resourceNames apply).
+        var name = target.name
+        if name == nil, verb == "list" || verb == "watch", let fields = query["fieldSelector"].map(String.init) {
+            let clauses = fields.split(separator: ",")
+            if let only = clauses.first(where: { $0.hasPrefix("metadata.name=") || $0.hasPrefix("metadata.name==") }) {
+                name = String(only.split(separator: "=", omittingEmptySubsequences: true).last ?? "")
+            }
+        }
         let attributes = RequestAttributes(verb: verb, group: target.kind.group, resource: target.kind.plural,
-                                           subresource: target.subresource, namespace: target.namespace, name: target.name)
+                                           subresource: target.subresource, namespace: target.namespace, name: name)
         guard await store.authorize(user, attributes) else { throw RBAC.forbidden(user, attributes) }
 
         if target.kind.virtual {

@@ -23,6 +23,8 @@ struct ManifestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Extra CA (PEM) to trust for the Kubetrace and Vultr APIs.", valueName: "file")) var caFile: String?
     @Option(help: "Operator image (pin it by digest: image@sha256:…).") var image = "blr.vultrcr.com/kubetrace/kubetrace-operator:\(kubetraceVersion)"
     @Option(help: ArgumentHelp("Where to write the manifest (mode 0600), or - for stdout.", valueName: "file|-")) var output = "kubetrace-operator.yaml"
+    @Option(help: "Opt-in namespaces beyond the operator's own: a,b,c or selector=LABEL_SELECTOR (env TARGET_NAMESPACES); adds their RBAC.") var targetNamespaces: String?
+    @Option(help: "ServiceAccounts kept referencing the pull Secret in target namespaces, comma-separated (env TARGET_SERVICE_ACCOUNTS).") var targetServiceAccounts: String?
 
     /// Checked after the kubeconfig, so a kubeconfig error is always the first reported.
     func checkRegistryFlags() throws {
@@ -69,6 +71,12 @@ struct ManifestCommand: AsyncParsableCommand {
                                     registry: registry, registryUsername: username, registryPassword: password,
                                     vultrAPIKey: vultrKey, registryID: vultrKey != nil ? registryId : nil)
         if let ns = namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { inputs.names.namespace = ns }
+        if let raw = targetNamespaces ?? env["TARGET_NAMESPACES"] {
+            inputs.targetNamespaces = try TargetNamespaces.parse(raw, flag: targetNamespaces != nil ? "--target-namespaces" : "TARGET_NAMESPACES")
+        }
+        if let raw = targetServiceAccounts ?? env["TARGET_SERVICE_ACCOUNTS"] {
+            inputs.targetServiceAccounts = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         let yaml = ManifestRenderer.render(inputs)
         let warning = "kubetrace-operator: this manifest contains credentials for cluster \(clusterID): never commit or share it\n"
         if output == "-" {

@@ -25,7 +25,7 @@ import Testing
 
             // `kubectl get -w` sees the changes made while it watches.
             let admin = try await adminClient(cluster)
-            async let watcher = kubectl("get", "configmaps", "-w", "--output-watch-events", "-o", "json", "--request-timeout=3s")
+            async let watcher = kubectl("get", "configmaps", "-w", "--output-watch-events", "-o", "json", "--request-timeout=10s")
             // kubectl lists first, then watches: wait until its watch is registered (the suite's time limit bounds this).
             await cluster.waitForWatches(1)
             #expect(try await kubectl("label", "configmap", "c1", "x=y").status == 0)

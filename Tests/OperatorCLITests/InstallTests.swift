@@ -69,3 +69,33 @@ let deployInputs = ManifestInputs(
 func runTool(_ tool: String, _ args: [String], environment: [String: String] = [:]) async throws -> ProcessResult {
     try await run(tool, args, environment: environment)
 }
+
+@Suite struct ManifestTargetNamespaceTests {
+    @Test func listedTargetsGetARoleEachAndTheDeploymentItsVariables() throws {
+        var inputs = goldenInputs
+        inputs.targetNamespaces = .list(["apps", "web"])
+        inputs.targetServiceAccounts = ["default", "builder"]
+        let yaml = ManifestRenderer.render(inputs)
+        for ns in ["apps", "web"] {
+            #expect(yaml.contains("kind: Role\nmetadata:\n  name: kubetrace-operator\n  namespace: \(ns)\n"), "a Role in \(ns)")
+            #expect(yaml.contains("kind: RoleBinding\nmetadata:\n  name: kubetrace-operator\n  namespace: \(ns)\n"), "a RoleBinding in \(ns)")
+        }
+        #expect(yaml.contains("- name: TARGET_NAMESPACES\n          value: \"apps,web\""))
+        #expect(yaml.contains("- name: TARGET_SERVICE_ACCOUNTS\n          value: \"default,builder\""))
+        #expect(!yaml.contains("ClusterRole"), "nothing cluster-wide for a list")
+        // Without targets, nothing of this (the golden file stays as it is).
+        #expect(!ManifestRenderer.render(goldenInputs).contains("TARGET_NAMESPACES"))
+    }
+
+    @Test func selectorTargetsGetAClusterRole() throws {
+        var inputs = goldenInputs
+        inputs.targetNamespaces = .selector("kubetrace.net/pull-secret=true")
+        let yaml = ManifestRenderer.render(inputs)
+        #expect(yaml.contains("kind: ClusterRole\nmetadata:\n  name: kubetrace-operator-targets\n"))
+        #expect(yaml.contains("kind: ClusterRoleBinding\nmetadata:\n  name: kubetrace-operator-targets\n"))
+        #expect(yaml.contains("selector=kubetrace.net/pull-secret=true"))
+        let rules = DesiredRBAC.targetRules(ObjectNames(), selector: true)
+        #expect(rules.contains { $0.resources == ["namespaces"] && $0.verbs == ["get", "list", "watch"] })
+        #expect(rules.first { $0.resources == ["secrets"] && $0.verbs.contains("delete") }?.resourceNames == ["kubetrace-registry"])
+    }
+}

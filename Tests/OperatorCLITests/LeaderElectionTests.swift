@@ -100,6 +100,7 @@ final class OperatorProcess: @unchecked Sendable {
             // The standby keeps its watches; only the leader repairs.
             _ = try await client.delete(Secret.self, namespace: ns, name: "kubetrace-registry")
             try await awaitObject(client, Secret.self, namespace: ns, name: "kubetrace-registry", "recreated by the leader") { $0?.data?[".dockerconfigjson"] == doc }
+            try await a.lines.waitFor("pull_secret_repaired")
 
             // The leader dies without releasing: the standby takes over once the lease lapses.
             let killedAt = ContinuousClock.now
@@ -113,6 +114,7 @@ final class OperatorProcess: @unchecked Sendable {
             #expect(leaseB?.spec?.leaseTransitions == 1)
             _ = try await client.delete(Secret.self, namespace: ns, name: "kubetrace-registry")
             try await awaitObject(client, Secret.self, namespace: ns, name: "kubetrace-registry", "recreated by the new leader") { $0?.data?[".dockerconfigjson"] == doc }
+            try await b.lines.waitFor("pull_secret_repaired")
 
             // Graceful stop: exit 0 and the Lease handed back at once.
             #expect(try await b.stop() == 0)

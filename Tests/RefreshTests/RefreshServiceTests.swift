@@ -84,7 +84,8 @@ func sampleKubeconfig(_ client: KubeClient, seconds: Double, namespace: String =
                     }
                 }
                 #expect(result.expired == 0, "\(sink.all.joined(separator: "\n"))")
-                #expect(result.samples > 150)
+                // Enough samples to mean something even on a loaded machine (100 ms apart when idle).
+                #expect(result.samples > 60)
                 #expect(result.tokens.count >= 3, "refreshed \(result.tokens.count) times")
             }
             #expect(cluster.kubetraceAPI.refreshCount >= 3)

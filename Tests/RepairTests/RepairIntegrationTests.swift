@@ -181,3 +181,32 @@ import Testing
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(2))) struct LeastPrivilegeRepairTests {
+    /// The operator with exactly the RBAC `manifest` grants (its Role, plus the target
+    /// Role in `apps`) repairs there: nothing more is needed, nothing is forbidden.
+    @Test func targetNamespaceRepairsWorkWithTheManifestsRBAC() async throws {
+        let ns = RepairFixture.ns
+        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]) }, client: { _, admin in
+            let names = ObjectNames()
+            _ = try await admin.create(Namespace(metadata: ObjectMeta(name: "apps")))
+            _ = try await admin.create(ServiceAccount(metadata: ObjectMeta(name: "default", namespace: "apps")))
+            _ = try await admin.create(Role(metadata: ObjectMeta(name: "kubetrace-operator", namespace: ns), rules: DesiredRBAC.operatorRules(names)))
+            _ = try await admin.create(Role(metadata: ObjectMeta(name: "kubetrace-operator", namespace: "apps"), rules: DesiredRBAC.targetRules(names, selector: false)))
+            for where_ in [ns, "apps"] {
+                _ = try await admin.create(RoleBinding(metadata: ObjectMeta(name: "kubetrace-operator", namespace: where_),
+                                                       subjects: [Subject(kind: "ServiceAccount", name: "kubetrace-operator", namespace: ns)],
+                                                       roleRef: RoleRef(kind: "Role", name: "kubetrace-operator")))
+            }
+            return admin.impersonating(user: "system:serviceaccount:\(ns):kubetrace-operator", groups: ["system:serviceaccounts", "system:authenticated"])
+        }) { f in
+            try await f.awaitPullSecret(in: "apps", equal: f.goodDocument, "the copy in apps")
+            try await awaitObject(f.client, ServiceAccount.self, namespace: "apps", name: "default", "apps/default patched") {
+                $0?.imagePullSecrets == [LocalObjectReference(name: "kubetrace-registry")]
+            }
+            _ = try await f.kubectl(["delete", "secret", "kubetrace-registry", "-n", "apps"])
+            try await f.awaitPullSecret(in: "apps", equal: f.goodDocument, "the copy recreated")
+            #expect(!f.logs.all.contains { $0.contains("forbidden") }, "\(f.logs.all.filter { $0.contains("forbidden") })")
+        }
+    }
+}

@@ -41,6 +41,23 @@ public enum DesiredRBAC {
         ]
     }
 
+    /// What the operator needs in each target namespace (a Role there for a list, a
+    /// ClusterRole for a label selector): the pull Secret copy, ServiceAccount
+    /// references, stuck Pods, Events. Secrets are limited by name where the API
+    /// allows it (`create` cannot be; list/watch by name use a field selector).
+    public static func targetRules(_ names: ObjectNames, selector: Bool) -> [PolicyRule] {
+        var rules = [
+            PolicyRule(apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "update", "patch", "delete"], resourceNames: [names.registrySecret]),
+            PolicyRule(apiGroups: [""], resources: ["secrets"], verbs: ["create"]),
+            PolicyRule(apiGroups: [""], resources: ["serviceaccounts"], verbs: ["get", "list", "watch", "patch"]),
+            PolicyRule(apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch", "delete"]),
+            PolicyRule(apiGroups: [""], resources: ["events"], verbs: ["create", "patch"]),
+            PolicyRule(apiGroups: ["events.k8s.io"], resources: ["events"], verbs: ["create", "patch"]),
+        ]
+        if selector { rules.append(PolicyRule(apiGroups: [""], resources: ["namespaces"], verbs: ["get", "list", "watch"])) }
+        return rules
+    }
+
     /// Every (verb, group, resource, subresource, name) the operator needs, for access reviews.
     public static func requiredPermissions(_ names: ObjectNames) -> [SelfSubjectAccessReview.ResourceAttributes] {
         var out: [SelfSubjectAccessReview.ResourceAttributes] = []

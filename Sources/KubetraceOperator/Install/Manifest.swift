@@ -20,6 +20,9 @@ public struct ManifestInputs: Sendable {
     public var registryID: String?
     public var healthPort = 8081
     public var metricsPort = 8080
+    /// Opt-in namespaces beyond the operator's own, and the accounts kept there.
+    public var targetNamespaces: TargetNamespaces?
+    public var targetServiceAccounts: [String] = []
 }
 
 /// Renders the install manifest: one multi-document YAML, in apply order.
@@ -88,8 +91,39 @@ public enum ManifestRenderer {
             .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.operatorBinding)),
                   ("subjects", .list([.map([("kind", "ServiceAccount"), ("name", .string(n.operatorServiceAccount)), ("namespace", .string(n.namespace))])])),
                   ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.operatorRole))]))]),
-            deployment(m),
-        ]
+        ] + targetDocuments(m, rules: rules) + [deployment(m)]
+    }
+
+    /// RBAC in the target namespaces: a Role and RoleBinding in each listed one, or a
+    /// ClusterRole and ClusterRoleBinding for a label selector. Nothing when there are none.
+    static func targetDocuments(_ m: ManifestInputs, rules: ([PolicyRule]) -> YAML) -> [YAML] {
+        let n = m.names
+        let subject: YAML = .list([.map([("kind", "ServiceAccount"), ("name", .string(n.operatorServiceAccount)), ("namespace", .string(n.namespace))])])
+        func meta(_ name: String, namespace: String?) -> YAML {
+            var pairs: [(String, YAML)] = [("name", .string(name))]
+            if let namespace { pairs.append(("namespace", .string(namespace))) }
+            pairs.append(("labels", .map([("app.kubernetes.io/name", "kubetrace-operator"), managedBy])))
+            return .map(pairs)
+        }
+        switch m.targetNamespaces {
+        case nil:
+            return []
+        case .list(let namespaces)?:
+            return namespaces.filter { $0 != n.namespace }.flatMap { ns -> [YAML] in [
+                .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "Role"), ("metadata", meta(n.operatorRole, namespace: ns)),
+                      ("rules", rules(DesiredRBAC.targetRules(n, selector: false)))]),
+                .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.operatorBinding, namespace: ns)),
+                      ("subjects", subject), ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.operatorRole))]))]),
+            ] }
+        case .selector?:
+            let name = "\(n.operatorRole)-targets"
+            return [
+                .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "ClusterRole"), ("metadata", meta(name, namespace: nil)),
+                      ("rules", rules(DesiredRBAC.targetRules(n, selector: true)))]),
+                .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "ClusterRoleBinding"), ("metadata", meta(name, namespace: nil)),
+                      ("subjects", subject), ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "ClusterRole"), ("name", .string(name))]))]),
+            ]
+        }
     }
 
     /// `deploy/` as generated: the base documents for placeholder values.
@@ -125,7 +159,7 @@ public enum ManifestRenderer {
                 .map([("name", "HEALTH_ADDR"), ("value", .string("0.0.0.0:\(m.healthPort)"))]),
                 .map([("name", "METRICS_ADDR"), ("value", .string("0.0.0.0:\(m.metricsPort)"))]),
                 .map([("name", "LOG_FORMAT"), ("value", "json")]),
-            ])),
+            ] + targetEnv(m))),
             ("ports", .list([
                 .map([("name", "health"), ("containerPort", .int(m.healthPort)), ("protocol", "TCP")]),
                 .map([("name", "metrics"), ("containerPort", .int(m.metricsPort)), ("protocol", "TCP")]),
@@ -165,5 +199,21 @@ public enum ManifestRenderer {
                 ])),
             ])),
         ])
+    }
+}
+
+extension ManifestRenderer {
+    /// The Deployment's TARGET_* variables, when target namespaces are configured.
+    static func targetEnv(_ m: ManifestInputs) -> [YAML] {
+        var env: [YAML] = []
+        switch m.targetNamespaces {
+        case .list(let l)?: env.append(.map([("name", "TARGET_NAMESPACES"), ("value", .string(l.joined(separator: ",")))]))
+        case .selector(let sel)?: env.append(.map([("name", "TARGET_NAMESPACES"), ("value", .string("selector=\(sel)"))]))
+        case nil: break
+        }
+        if m.targetNamespaces != nil, !m.targetServiceAccounts.isEmpty {
+            env.append(.map([("name", "TARGET_SERVICE_ACCOUNTS"), ("value", .string(m.targetServiceAccounts.joined(separator: ",")))]))
+        }
+        return env
     }
 }
