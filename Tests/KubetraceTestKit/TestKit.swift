@@ -35,6 +35,15 @@ public struct ProcessResult: Sendable {
     public var stderr: String
 }
 
+/// Runs blocking work (pipe reads, waits) on a thread of its own: never on the
+/// cooperative pool, and not on libdispatch's global queues either, which on Linux
+/// grow slowly when many of their threads block and then delay unrelated work.
+public func onOwnThread(_ body: @escaping @Sendable () -> Void) {
+    let thread = Thread { body() }
+    thread.stackSize = 1 << 20
+    thread.start()
+}
+
 /// Runs a program to completion, reading both pipes concurrently (never on the cooperative pool).
 public func runProcess(_ executable: URL, _ args: [String], environment: [String: String], stdin: String? = nil) async throws -> ProcessResult {
     let p = Process()
@@ -46,14 +55,14 @@ public func runProcess(_ executable: URL, _ args: [String], environment: [String
     p.standardError = err
     p.standardInput = inp
     return try await withCheckedThrowingContinuation { cont in
-        DispatchQueue.global().async {
+        onOwnThread {
             do { try p.run() } catch { cont.resume(throwing: error); return }
             if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
             try? inp.fileHandleForWriting.close()
             let e = DataBox()
             let g = DispatchGroup()
             g.enter()
-            DispatchQueue.global().async { e.data = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
+            onOwnThread { e.data = err.fileHandleForReading.readDataToEndOfFile(); g.leave() }
             let o = out.fileHandleForReading.readDataToEndOfFile()
             g.wait()
             p.waitUntilExit()

@@ -106,7 +106,7 @@ func runCLI(_ args: [String], environment: [String: String] = [:]) async throws 
             let stderrBox = DataBox()
             let drained = DispatchGroup()
             drained.enter()
-            DispatchQueue.global().async { stderrBox.data = err.fileHandleForReading.readDataToEndOfFile(); drained.leave() }
+            onOwnThread { stderrBox.data = err.fileHandleForReading.readDataToEndOfFile(); drained.leave() }
             var seen = ""
             for try await chunk in body {
                 seen += String(decoding: chunk, as: UTF8.self)

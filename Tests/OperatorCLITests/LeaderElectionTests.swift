@@ -32,7 +32,7 @@ final class OperatorProcess: @unchecked Sendable {
         drained.enter()
         let handle = pipe.fileHandleForReading
         let sink = lines
-        DispatchQueue.global().async { [drained] in
+        onOwnThread { [drained] in
             var pending = Data()
             while true {
                 let chunk = handle.availableData

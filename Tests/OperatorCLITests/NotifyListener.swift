@@ -32,7 +32,7 @@ final class NotifyListener: @unchecked Sendable {
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         done.enter()
-        DispatchQueue.global().async { [self] in
+        onOwnThread { [self] in
             var buffer = [UInt8](repeating: 0, count: 4096)
             while !stopped.load(ordering: .relaxed) {
                 let n = recv(fd, &buffer, buffer.count, 0)

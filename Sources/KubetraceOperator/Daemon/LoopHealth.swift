@@ -26,9 +26,14 @@ public final class LoopHealth: Sendable {
 }
 
 /// Test-only faults, from `KUBETRACE_FAILPOINT` (documented in the README):
-/// `stall-loop-after=3s` blocks a handler actor's thread for good after 3 s, the
-/// way a runaway computation would, so the watchdog behaviour can be tested.
+/// `stall-loop-after=3s` blocks a handler actor's thread for good 3 s after the
+/// operator became ready, the way a runaway computation would, so the watchdog
+/// behaviour can be tested.
 enum Failpoints {
+    private static let ready = Mutex<ContinuousClock.Instant?>(nil)
+    static func markReady() { ready.withLock { $0 = $0 ?? .now } }
+    static var readyAt: ContinuousClock.Instant? { ready.withLock { $0 } }
+
     static func stallAfter(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Duration? {
         guard let raw = environment["KUBETRACE_FAILPOINT"], raw.hasPrefix("stall-loop-after=") else { return nil }
         return DurationParser.parse(String(raw.dropFirst("stall-loop-after=".count)))

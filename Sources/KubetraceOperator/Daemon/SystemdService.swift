@@ -52,6 +52,7 @@ struct SystemdService: Service {
         guard !Task.isCancelled else { return }
         var last = summary()
         notifier.send("READY=1\nSTATUS=\(last)")
+        Failpoints.markReady()
         logger.info("initial sync complete; ready", metadata: ["event": "ready", "took": "\(ContinuousClock.now - started)", "status": "\(last)"])
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(5))

@@ -171,12 +171,10 @@ extension PullSecretHandler {
     /// `stall-loop-after`, which blocks the actor's thread for good, as a runaway
     /// computation would.
     func ping() {
-        guard let after = Failpoints.stallAfter() else { return }
-        if ContinuousClock.now - Self.started >= after {
+        guard let after = Failpoints.stallAfter(), let readyAt = Failpoints.readyAt else { return }
+        if ContinuousClock.now - readyAt >= after {
             ctx.logger.warning("failpoint: stalling the loop", metadata: ["event": "failpoint_stall"])
             while true { usleep(1_000_000) }
         }
     }
-
-    static let started = ContinuousClock.now
 }
