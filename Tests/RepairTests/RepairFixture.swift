@@ -72,6 +72,7 @@ struct RepairFixture {
     }
 
     /// The pull Secret's document, once it equals `expected`.
+    @discardableResult
     func awaitPullSecret(in namespace: String = ns, equal expected: SecretBytes, _ what: String) async throws -> Secret? {
         try await awaitObject(client, Secret.self, namespace: namespace, name: "kubetrace-registry", what) { s in
             s?.type == "kubernetes.io/dockerconfigjson" && s?.data?[".dockerconfigjson"] == expected

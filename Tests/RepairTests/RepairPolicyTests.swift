@@ -182,3 +182,32 @@ import Testing
         #expect(RepairService.snake("PodRestartedAfterRepair") == "pod_restarted_after_repair")
     }
 }
+
+@Suite struct StatusLineTests {
+    @Test func summarisesKindsLeadershipAndCredentials() {
+        let status = OperatorStatus()
+        let now = Date(timeIntervalSince1970: 1_000_000)
+        #expect(status.summary(watching: 5, leading: nil, now: now) == "watching 5 kinds")
+        status.report("kubeconfig-token", ok: true, next: now.addingTimeInterval(41 * 60))
+        #expect(status.summary(watching: 5, leading: true, now: now) == "watching 5 kinds, leader, 1 credential ok, next refresh in 41m")
+        status.report("registry-credentials", ok: false, next: now.addingTimeInterval(30))
+        #expect(status.summary(watching: 6, leading: false, now: now) == "watching 6 kinds, standby, 1 of 2 credentials ok, next refresh in 30s")
+    }
+
+    @Test func listenAddressesParseOrNameTheFault() throws {
+        #expect(try ListenAddress.parse(":8081", flag: "HEALTH_ADDR") == ListenAddress(host: "0.0.0.0", port: 8081))
+        #expect(try ListenAddress.parse("[::1]:9090", flag: "HEALTH_ADDR") == ListenAddress(host: "::1", port: 9090))
+        #expect(try ListenAddress.parse("off", flag: "HEALTH_ADDR") == nil)
+        #expect(try ListenAddress.parse("", flag: "HEALTH_ADDR") == nil)
+        #expect(throws: CLIError.self) { try ListenAddress.parse("127.0.0.1:99999", flag: "HEALTH_ADDR") }
+    }
+
+    @Test func journalFieldNames() {
+        #expect(JournalLogHandler.fieldName("event") == "KUBETRACE_EVENT")
+        #expect(JournalLogHandler.fieldName("k8s.namespace") == "KUBETRACE_K8S_NAMESPACE")
+        #expect(JournalLogHandler.fieldName("cluster_id") == "KUBETRACE_CLUSTER_ID")
+        #expect(JournalLogHandler.fieldName(String(repeating: "x", count: 100)).count == 64)
+        let fields = JournalLogHandler.fields(label: "l", level: .warning, message: "m", metadata: ["event": "e"], file: "F.swift", function: "f()", line: 7)
+        #expect(fields.contains("PRIORITY=4") && fields.contains("KUBETRACE_EVENT=e") && fields.contains("SYSLOG_IDENTIFIER=kubetrace-operator"))
+    }
+}

@@ -72,10 +72,15 @@ final class OperatorMetrics: Sendable {
                 let previous = last[name] ?? (0, 0, 0, 0)
                 let now = (stats.events, stats.relists, stats.reconnects, stats.decodeErrors)
                 let labels = [("watch", name)]
-                registry.makeCounter(name: "kubetrace_watch_events_total", labels: labels).increment(by: Int64(max(0, now.0 - previous.events)))
-                registry.makeCounter(name: "kubetrace_watch_relists_total", labels: labels).increment(by: Int64(max(0, now.1 - previous.relists)))
-                registry.makeCounter(name: "kubetrace_watch_reconnects_total", labels: labels).increment(by: Int64(max(0, now.2 - previous.reconnects)))
-                registry.makeCounter(name: "kubetrace_watch_decode_errors_total", labels: labels).increment(by: Int64(max(0, now.3 - previous.decodeErrors)))
+                for (metric, help, delta) in [
+                    ("events", "Watch events delivered, per watcher", now.0 - previous.events),
+                    ("relists", "Relists after 410 Gone or a failed resume, per watcher", now.1 - previous.relists),
+                    ("reconnects", "Watch streams re-opened, per watcher", now.2 - previous.reconnects),
+                    ("decode_errors", "Watch lines that could not be decoded, per watcher", now.3 - previous.decodeErrors),
+                ] {
+                    let descriptor = MetricNameDescriptor(namespace: "kubetrace", subsystem: "watch", metricName: metric, unitName: "total", helpText: help)
+                    registry.makeCounter(descriptor: descriptor, labels: labels).increment(by: Int64(max(0, delta)))
+                }
                 last[name] = now
             }
         }

@@ -19,7 +19,8 @@ public final class OperatorStatus: Sendable {
         if let leading { parts.append(leading ? "leader" : "standby") }
         if !creds.isEmpty {
             let ok = creds.values.filter(\.ok).count
-            parts.append(ok == creds.count ? "\(ok) credentials ok" : "\(ok) of \(creds.count) credentials ok")
+            let noun = creds.count == 1 ? "credential" : "credentials"
+            parts.append(ok == creds.count ? "\(ok) \(noun) ok" : "\(ok) of \(creds.count) \(noun) ok")
             if let next = creds.values.compactMap(\.next).min() {
                 parts.append("next refresh in \(CredentialLoop.human(next.timeIntervalSince(now)))")
             }

@@ -21,8 +21,8 @@ struct SystemdService: Service {
     }
 
     func run() async throws {
-        try await withGracefulShutdownHandler {
-            try await cancelWhenGracefulShutdown {
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { await self.announceReady() }
                     group.addTask { await self.pingWatchdog() }

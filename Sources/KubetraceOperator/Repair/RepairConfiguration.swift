@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Opt-in namespaces beyond the operator's own (SPEC §3 `TARGET_NAMESPACES`).
 public enum TargetNamespaces: Sendable, Equatable {
