@@ -49,11 +49,20 @@ devcluster: build
 	"$$($(SWIFT) build --show-bin-path)/kubetrace-devcluster" --state-dir .devcluster
 
 ## bench: benchmarks, release build; prints a table and writes $(BENCH_OUT) (default .build/bench.json).
+## Installs what it compares against when missing: valgrind (apt), lightkube and kopf (pip).
 bench: deps
+	@dpkg -s valgrind >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq valgrind; }
+	@python3 -c 'import kubernetes' 2>/dev/null || python3 -m pip install -q kubernetes
+	@python3 -c 'import lightkube' 2>/dev/null || python3 -m pip install -q lightkube
+	@python3 -c 'import kopf' 2>/dev/null || python3 -m pip install -q kopf
 	$(SWIFT) build -c release --product kubetrace-bench
 	$(SWIFT) build -c release --product kubetrace-devcluster
-	bin="$$($(SWIFT) build -c release --show-bin-path)"; \
-	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" sync && "$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair
+	$(SWIFT) build -c release --product kubetrace-operator
+	$(SWIFT) build -c release --product kubetrace-instructions
+	bin="$$($(SWIFT) build -c release --show-bin-path)"; rm -f "$${BENCH_OUT:-.build/bench.json}"; \
+	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" instructions && "$$bin/kubetrace-bench" replay && \
+	"$$bin/kubetrace-bench" sync && "$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair && \
+	"$$bin/kubetrace-bench" operator
 
 clean:
 	rm -rf .build .devcluster

@@ -111,10 +111,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Seeded generators of realistic watch events, shared by the benchmarks.
+        .target(name: "BenchSupport", swiftSettings: swiftSettings),
+        // Instructions per Pod event under callgrind: synchronous and small, so valgrind
+        // can run it (it cannot start the full bench binary).
+        .executableTarget(
+            name: "kubetrace-instructions",
+            dependencies: ["BenchSupport", "KubeRuntime"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "kubetrace-bench",
             dependencies: [
-                "KubeSim", "KubeClient", "KubeRuntime", "KubetraceOperator",
+                "BenchSupport", "KubeSim", "KubeClient", "KubeRuntime", "KubetraceOperator",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

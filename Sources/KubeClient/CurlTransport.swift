@@ -146,6 +146,11 @@ private final class Transfer: Sendable {
         set(CURLOPT_URL, url)
         set(CURLOPT_NOSIGNAL, 1)
         set(CURLOPT_TCP_KEEPALIVE, 1)
+        // Reads of up to 64 KiB (libcurl's default is 16 KiB): a busy watch stream reaches its
+        // consumer in fewer, larger chunks, each still below malloc's mmap threshold (128 KiB),
+        // so chunk buffers are recycled, not mapped and faulted in. An idle stream still
+        // delivers each event as it arrives.
+        set(CURLOPT_BUFFERSIZE, 64 << 10)
         set(CURLOPT_CONNECTTIMEOUT_MS, 10_000)
         set(CURLOPT_HTTP_VERSION, Int(kt_curl_http_version_2tls()))
         set(CURLOPT_PIPEWAIT, 1)
@@ -286,13 +291,14 @@ private final class Transfer: Sendable {
     func onBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         var waiter: CheckedContinuation<[UInt8]?, any Error>?
         var chunk: [UInt8]?
+        // Copied before taking the lock, so the consumer never waits on the copy.
+        let c = [UInt8](bytes)
         let taken: Int = state.withLock { s in
             if s.cancelled { return 0 }
             if s.buffered >= highWatermark {
                 s.paused = true
                 return Int(kt_curl_writefunc_pause())
             }
-            let c = [UInt8](bytes)
             if let w = s.bodyWaiter, s.chunkIndex == s.chunks.count {
                 s.bodyWaiter = nil
                 waiter = w

@@ -21,8 +21,11 @@ struct EventsCommand: ClusterCommand {
     @Option(help: ArgumentHelp("A watch that delivers no byte for this long is resumed (env WATCH_IDLE_TIMEOUT), e.g. 90s.", valueName: "duration"))
     var watchIdleTimeout: String?
 
-    @Option(help: "Exit 0 once this many added/modified/deleted events were printed.")
+    @Option(help: "Exit 0 once this many added/modified/deleted events were delivered.")
     var maxEvents: Int?
+
+    @Option(help: ArgumentHelp("json: one line per event; summary: no per-event lines, one JSON line at exit with counts by type, the sum of the resourceVersions and the seconds from the first request to the last event.", valueName: "json|summary"))
+    var output = "json"
 
     static let kinds = ["secrets", "serviceaccounts", "pods"]
 
@@ -31,6 +34,7 @@ struct EventsCommand: ClusterCommand {
             throw ValidationError("--kind: unknown kind \"\(k)\" (use \(Self.kinds.joined(separator: ", ")))")
         }
         if let maxEvents, maxEvents < 1 { throw ValidationError("--max-events: must be at least 1") }
+        if output != "json" && output != "summary" { throw ValidationError("--output: \"\(output)\" is not json or summary") }
         if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], DurationParser.parse(w) == nil {
             throw ValidationError("\(watchIdleTimeout != nil ? "--watch-idle-timeout" : "WATCH_IDLE_TIMEOUT"): \"\(w)\" is not a duration (e.g. 90s, 2m)")
         }
@@ -43,7 +47,7 @@ struct EventsCommand: ClusterCommand {
         var watchOptions = ReflectorOptions(namespace: allNamespaces ? nil : cluster.namespace)
         if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], let d = DurationParser.parse(w) { watchOptions.idleTimeout = d }
         let logger = Logger(label: "kubetrace.events")
-        let printer = EventPrinter(limit: maxEvents)
+        let printer = EventPrinter(limit: maxEvents, summary: output == "summary")
         let options = watchOptions
         try await withThrowingTaskGroup(of: Void.self) { group in
             for k in Set(kinds) {
@@ -57,6 +61,7 @@ struct EventsCommand: ClusterCommand {
             try await group.next()
             group.cancelAll()
         }
+        printer.printSummary()
     }
 }
 
@@ -74,31 +79,62 @@ private func watch<P: Projection>(_ type: P.Type, _ client: KubeClient, _ option
     }
 }
 
-/// Writes one JSON line per event, whole lines only, and counts toward --max-events.
+/// Writes one JSON line per event, whole lines only, and counts toward --max-events;
+/// or, with `summary`, only counts (by type, resourceVersion sum) for one line at exit.
 final class EventPrinter: Sendable {
-    private let state: Mutex<Int>
+    struct Tally {
+        var count = 0
+        var byType: [String: Int] = [:]
+        var resourceVersionSum = 0
+        var lastEvent: ContinuousClock.Instant?
+    }
+    private let state = Mutex(Tally())
     private let limit: Int?
+    private let summary: Bool
+    private let started = ContinuousClock.now
 
-    init(limit: Int?) {
+    init(limit: Int?, summary: Bool = false) {
         self.limit = limit
-        state = Mutex(0)
+        self.summary = summary
     }
 
     /// Returns true when the limit was reached.
     func print<P: Projection>(_ e: WatchEvent<P>, kind: String) -> Bool {
-        var line: [String: JSONValue] = ["type": .string(e.typeName), "kind": .string(kind)]
-        if let p = e.projection {
-            line["namespace"] = .string(p.meta.namespace)
-            line["name"] = .string(p.meta.name)
-            line["resourceVersion"] = .string(p.meta.resourceVersion)
+        var bytes: [UInt8] = []
+        if !summary {
+            var line: [String: JSONValue] = ["type": .string(e.typeName), "kind": .string(kind)]
+            if let p = e.projection {
+                line["namespace"] = .string(p.meta.namespace)
+                line["name"] = .string(p.meta.name)
+                line["resourceVersion"] = .string(p.meta.resourceVersion)
+            }
+            bytes = JSONValue.object(line).jsonBytes() + [UInt8(ascii: "\n")]
         }
-        let bytes = JSONValue.object(line).jsonBytes() + [UInt8(ascii: "\n")]
-        return state.withLock { count in
-            if let limit, count >= limit { return true }
-            FileHandle.standardOutput.write(Data(bytes))
-            if e.projection != nil { count += 1 }
-            return limit.map { count >= $0 } ?? false
+        return state.withLock { t in
+            if let limit, t.count >= limit { return true }
+            if !summary { FileHandle.standardOutput.write(Data(bytes)) }
+            if let p = e.projection {
+                t.byType[e.typeName, default: 0] += 1
+                t.count += 1
+                t.resourceVersionSum &+= Int(p.meta.resourceVersion) ?? 0
+                t.lastEvent = .now
+            }
+            return limit.map { t.count >= $0 } ?? false
         }
+    }
+
+    /// The `--output summary` line.
+    func printSummary() {
+        guard summary else { return }
+        let t = state.withLock { $0 }
+        let seconds = t.lastEvent.map { ($0 - started) }.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 } ?? 0
+        let line = JSONValue.object([
+            "events": .int(t.count),
+            "by_type": .object(t.byType.mapValues { .int($0) }),
+            "resource_version_sum": .int(t.resourceVersionSum),
+            "seconds": .double(seconds),
+        ])
+        FileHandle.standardOutput.write(Data(line.jsonBytes() + [10]))
     }
 }
 

@@ -12,7 +12,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kubetrace-bench",
         abstract: "Benchmarks of the operator's core paths (run with `make bench`).",
-        subcommands: [DecodeBench.self, SyncBench.self, DevClusterBench.self, RepairBench.self])
+        subcommands: [DecodeBench.self, SyncBench.self, DevClusterBench.self, RepairBench.self, ReplayBench.self, OperatorBench.self, InstructionsBench.self])
 }
 
 struct DevClusterBench: AsyncParsableCommand {

@@ -183,6 +183,7 @@ func runCLI(_ args: [String], environment: [String: String] = [:]) async throws 
             let client = try await cliClient(cluster)
             _ = try await client.create(Secret(metadata: ObjectMeta(name: "pull", namespace: "default"), type: "Opaque", data: ["operator_token": SecretBytes("CANARY-events-secret")]))
             _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "sa", namespace: "default")))
+            _ = try await client.create(Namespace(metadata: ObjectMeta(name: "sum")))
             let r = try await runCLI(["events", "--kubeconfig", kubeconfig, "--namespace", "default", "--kind", "secrets,serviceaccounts", "--max-events", "2"])
             #expect(r.status == 0, "\(r.stderr)")
             let lines = try r.stdout.split(separator: "\n").map { try JSONValue.parse(Array($0.utf8)) }
@@ -194,6 +195,23 @@ func runCLI(_ args: [String], environment: [String: String] = [:]) async throws 
             let bad = try await runCLI(["events", "--kubeconfig", kubeconfig, "--kind", "widgets"])
             #expect(bad.status == 2)
             #expect(bad.stderr.contains("--kind: unknown kind \"widgets\""))
+            // --output summary: no per-event lines; counts, the resourceVersion sum, and the time taken.
+            var rvs = 0
+            for i in 0..<5 {
+                let s = try await client.create(Secret(metadata: ObjectMeta(name: "s-\(i)", namespace: "sum"), type: "Opaque"), namespace: "sum")
+                rvs += Int(s.metadata.resourceVersion ?? "") ?? 0
+            }
+            let summary = try await runCLI(["events", "--kubeconfig", kubeconfig, "--namespace", "sum", "--kind", "secrets", "--max-events", "5", "--output", "summary"])
+            #expect(summary.status == 0, "\(summary.stderr)")
+            let summaryLines = summary.stdout.split(separator: "\n")
+            #expect(summaryLines.count == 1, "\(summary.stdout)")
+            let json = try JSONValue.parse(Array((summaryLines.first ?? "").utf8))
+            #expect(json["events"] == .int(5))
+            #expect(json["by_type"]?["added"] == .int(5))
+            #expect(json["resource_version_sum"] == .int(rvs))
+            if case .double(let seconds)? = json["seconds"] { #expect(seconds > 0 && seconds < 30) } else { Issue.record("no seconds: \(json)") }
+            let badOutput = try await runCLI(["events", "--kubeconfig", kubeconfig, "--output", "yaml"])
+            #expect(badOutput.status == 2 && badOutput.stderr.contains("--output: \"yaml\" is not json or summary"))
             let badIdle = try await runCLI(["events", "--kubeconfig", kubeconfig, "--watch-idle-timeout", "soon"])
             #expect(badIdle.status == 2)
             #expect(badIdle.stderr.contains("--watch-idle-timeout: \"soon\" is not a duration"))

@@ -2,16 +2,16 @@ import Foundation
 
 /// Seeded generators of realistic watch events, so the benchmark's input is
 /// checked in as code, not as megabytes of data.
-struct SampleStream {
+public struct SampleStream {
     private var rng: SplitMix
 
-    init(seed: UInt64) { rng = SplitMix(seed: seed) }
+    public init(seed: UInt64) { rng = SplitMix(seed: seed) }
 
     mutating func hex(_ n: Int) -> String { String((0..<n).map { _ in "0123456789abcdef".randomElement(using: &rng)! }) }
     mutating func uid() -> String { "\(hex(8))-\(hex(4))-\(hex(4))-\(hex(4))-\(hex(12))" }
 
     /// A ~1 KB Secret event.
-    mutating func secretEvent(type: String, index i: Int, resourceVersion rv: Int) -> String {
+    public mutating func secretEvent(type: String, index i: Int, resourceVersion rv: Int) -> String {
         let value = Data((0..<420).map { _ in UInt8.random(in: 32...126, using: &rng) }).base64EncodedString()
         return #"{"type":"\#(type)","object":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"app-secret-\#(i)","namespace":"team-\#(i % 20)","uid":"\#(uid())","resourceVersion":"\#(rv)","creationTimestamp":"2026-11-20T10:00:00Z","labels":{"app.kubernetes.io/name":"app-\#(i % 50)","app.kubernetes.io/managed-by":"helm"},"annotations":{"meta.helm.sh/release-name":"app-\#(i % 50)","meta.helm.sh/release-namespace":"team-\#(i % 20)"},"managedFields":[{"manager":"helm","operation":"Update","apiVersion":"v1","time":"2026-11-20T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:data":{".":{},"f:password":{},"f:username":{}},"f:metadata":{"f:labels":{".":{},"f:app.kubernetes.io/managed-by":{}}},"f:type":{}}}]},"data":{"password":"\#(value)","username":"\#(Data("user-\(i)".utf8).base64EncodedString())"},"type":"Opaque"}}"# + "\n"
     }
@@ -19,7 +19,7 @@ struct SampleStream {
     /// A ~5 KB Pod event as kube-apiserver writes it (owners, both managedFields
     /// entries, two containers with env/probes/resources/mounts, a projected
     /// token volume, tolerations, conditions, container statuses).
-    mutating func podEvent(type: String, index i: Int, resourceVersion rv: Int) -> String {
+    public mutating func podEvent(type: String, index i: Int, resourceVersion rv: Int) -> String {
         let rs = "web-\(hex(10))"
         let pod = "\(rs)-\(hex(5))"
         let ns = "team-\(i % 20)"
