@@ -61,7 +61,7 @@ bench: deps
 	$(SWIFT) build -c release --product kubetrace-instructions
 	bin="$$($(SWIFT) build -c release --show-bin-path)"; rm -f "$${BENCH_OUT:-.build/bench.json}"; \
 	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" instructions && "$$bin/kubetrace-bench" replay && \
-	"$$bin/kubetrace-bench" sync && "$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair && \
+	"$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair && \
 	"$$bin/kubetrace-bench" operator
 
 clean:
