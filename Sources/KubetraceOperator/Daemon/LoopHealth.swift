@@ -34,6 +34,9 @@ enum Failpoints {
     static func markReady() { ready.withLock { $0 = $0 ?? .now } }
     static var readyAt: ContinuousClock.Instant? { ready.withLock { $0 } }
 
+    /// Read once: the heartbeat asks twice a second.
+    static let stall = stallAfter()
+
     static func stallAfter(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> Duration? {
         guard let raw = environment["KUBETRACE_FAILPOINT"], raw.hasPrefix("stall-loop-after=") else { return nil }
         return DurationParser.parse(String(raw.dropFirst("stall-loop-after=".count)))

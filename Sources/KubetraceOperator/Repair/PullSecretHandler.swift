@@ -89,12 +89,10 @@ actor PullSecretHandler {
             }
         }
         let now = Date()
-        let decision = limiter.decide(namespace, now: now)
-        if decision.at > now {
-            return .throttled(until: decision.at, episode: decision.startsEpisode ? RepairReport(
-                regarding: ref, reason: "RepairFailed",
-                note: "another writer keeps reverting pull Secret \(namespace)/\(name) (\(problem)); repairs are now spaced out") : nil)
-        }
+        let (decision, deferred) = limiter.gate(namespace, now: now, episode: RepairReport(
+            regarding: ref, reason: "RepairFailed",
+            note: "another writer keeps reverting pull Secret \(namespace)/\(name) (\(problem)); repairs are now spaced out"))
+        if let deferred { return deferred }
         do {
             guard try await write(namespace: namespace, credentials: credentials, problem: problem) else { return .healthy }
             limiter.record(namespace, at: Date(), decision: decision)
@@ -117,46 +115,41 @@ actor PullSecretHandler {
             if let e = credentials.expiresAt { s.metadata.annotations = [PullCredentials.expiryAnnotation: RFC3339.format(e)] }
             return s
         }
-        for attempt in 1...5 {
-            do {
-                if problem == .missing, attempt == 1 {
-                    // The common case, in one round trip.
-                    _ = try await client.create(desired(), namespace: namespace)
-                    return true
-                }
-                let fresh: Secret
-                do {
-                    fresh = try await client.get(Secret.self, namespace: namespace, name: name)
-                } catch let e as KubeClientError where e.isNotFound {
-                    _ = try await client.create(desired(), namespace: namespace)
-                    return true
-                }
-                let view = PullSecretView(fresh)
-                guard let now = self.problem(namespace, view) else { return false }
-                if case .foreignType = now {
-                    guard view.managed else {
-                        throw RepairRefusal("Secret \(namespace)/\(name) has type \(view.type) and is not managed by kubetrace-operator; delete it so the operator can recreate it as kubernetes.io/dockerconfigjson")
-                    }
-                    // The type is immutable: replace the operator's own object.
-                    try await client.delete(Secret.self, namespace: namespace, name: name,
-                                            preconditionUID: fresh.metadata.uid, preconditionResourceVersion: fresh.metadata.resourceVersion)
-                    _ = try await client.create(desired(), namespace: namespace)
-                    return true
-                }
-                var updated = fresh
-                var data = fresh.data ?? [:]
-                data[".dockerconfigjson"] = credentials.document
-                updated.data = data
-                var annotations = fresh.metadata.annotations ?? [:]
-                annotations[PullCredentials.expiryAnnotation] = credentials.expiresAt.map { RFC3339.format($0) }
-                updated.metadata.annotations = annotations.isEmpty ? nil : annotations
-                _ = try await client.update(updated)
+        return try await retryingConflicts { attempt in
+            if problem == .missing, attempt == 1 {
+                // The common case, in one round trip.
+                _ = try await client.create(desired(), namespace: namespace)
                 return true
-            } catch where RepairError.isRetryableConflict(error) && attempt < 5 {
-                continue
             }
+            let fresh: Secret
+            do {
+                fresh = try await client.get(Secret.self, namespace: namespace, name: name)
+            } catch let e as KubeClientError where e.isNotFound {
+                _ = try await client.create(desired(), namespace: namespace)
+                return true
+            }
+            let view = PullSecretView(fresh)
+            guard let now = self.problem(namespace, view) else { return false }
+            if case .foreignType = now {
+                guard view.managed else {
+                    throw RepairRefusal("Secret \(namespace)/\(name) has type \(view.type) and is not managed by kubetrace-operator; delete it so the operator can recreate it as kubernetes.io/dockerconfigjson")
+                }
+                // The type is immutable: replace the operator's own object.
+                try await client.delete(Secret.self, namespace: namespace, name: name,
+                                        preconditionUID: fresh.metadata.uid, preconditionResourceVersion: fresh.metadata.resourceVersion)
+                _ = try await client.create(desired(), namespace: namespace)
+                return true
+            }
+            var updated = fresh
+            var data = fresh.data ?? [:]
+            data[".dockerconfigjson"] = credentials.document
+            updated.data = data
+            var annotations = fresh.metadata.annotations ?? [:]
+            annotations[PullCredentials.expiryAnnotation] = credentials.expiresAt.map { RFC3339.format($0) }
+            updated.metadata.annotations = annotations.isEmpty ? nil : annotations
+            _ = try await client.update(updated)
+            return true
         }
-        return false
     }
 }
 
@@ -171,7 +164,7 @@ extension PullSecretHandler {
     /// `stall-loop-after`, which blocks the actor's thread for good, as a runaway
     /// computation would.
     func ping() {
-        guard let after = Failpoints.stallAfter(), let readyAt = Failpoints.readyAt else { return }
+        guard let after = Failpoints.stall, let readyAt = Failpoints.readyAt else { return }
         if ContinuousClock.now - readyAt >= after {
             ctx.logger.warning("failpoint: stalling the loop", metadata: ["event": "failpoint_stall"])
             while true { usleep(1_000_000) }

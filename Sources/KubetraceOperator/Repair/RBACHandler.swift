@@ -87,11 +87,9 @@ actor RBACHandler {
         }
         guard let problem else { return .healthy }
         let now = Date()
-        let decision = limiter.decide(key, now: now)
-        if decision.at > now {
-            return .throttled(until: decision.at, episode: decision.startsEpisode ? RepairReport(
-                regarding: ref, reason: "RepairFailed", note: "another writer keeps changing \(ref.kind ?? "") \(ns)/\(ref.name ?? ""); repairs are now spaced out") : nil)
-        }
+        let (decision, deferred) = limiter.gate(key, now: now, episode: RepairReport(
+            regarding: ref, reason: "RepairFailed", note: "another writer keeps changing \(ref.kind ?? "") \(ns)/\(ref.name ?? ""); repairs are now spaced out"))
+        if let deferred { return deferred }
         do {
             let wrote = key == .role ? try await writeRole(desiredRole) : try await writeBinding(desiredBinding)
             guard wrote else { return .healthy }
@@ -105,57 +103,47 @@ actor RBACHandler {
 
     private func writeRole(_ desired: Role) async throws -> Bool {
         let client = ctx.client
-        for attempt in 1...5 {
+        return try await retryingConflicts { _ in
+            let fresh: Role
             do {
-                let fresh: Role
-                do {
-                    fresh = try await client.get(Role.self, namespace: ns, name: desired.metadata.name ?? "")
-                } catch let e as KubeClientError where e.isNotFound {
-                    _ = try await client.create(desired, namespace: ns)
-                    return true
-                }
-                guard Self.drift(fresh, desired: desired) != nil else { return false }
-                var updated = fresh
-                updated.rules = desired.rules
-                _ = try await client.update(updated)
+                fresh = try await client.get(Role.self, namespace: ns, name: desired.metadata.name ?? "")
+            } catch let e as KubeClientError where e.isNotFound {
+                _ = try await client.create(desired, namespace: ns)
                 return true
-            } catch where RepairError.isRetryableConflict(error) && attempt < 5 {
-                continue
             }
+            guard Self.drift(fresh, desired: desired) != nil else { return false }
+            var updated = fresh
+            updated.rules = desired.rules
+            _ = try await client.update(updated)
+            return true
         }
-        return false
     }
 
     private func writeBinding(_ desired: RoleBinding) async throws -> Bool {
         let client = ctx.client
-        for attempt in 1...5 {
+        return try await retryingConflicts { _ in
+            let fresh: RoleBinding
             do {
-                let fresh: RoleBinding
-                do {
-                    fresh = try await client.get(RoleBinding.self, namespace: ns, name: desired.metadata.name ?? "")
-                } catch let e as KubeClientError where e.isNotFound {
-                    _ = try await client.create(desired, namespace: ns)
-                    return true
-                }
-                guard Self.drift(fresh, desired: desired) != nil else { return false }
-                if fresh.roleRef != desired.roleRef {
-                    guard ctx.isManaged(fresh.metadata.labels) else {
-                        throw RepairRefusal("RoleBinding \(ns)/\(desired.metadata.name ?? "") has roleRef \(fresh.roleRef.kind)/\(fresh.roleRef.name) and is not managed by kubetrace-operator; delete it so the operator can recreate it")
-                    }
-                    try await client.delete(RoleBinding.self, namespace: ns, name: desired.metadata.name ?? "",
-                                            preconditionUID: fresh.metadata.uid, preconditionResourceVersion: fresh.metadata.resourceVersion)
-                    _ = try await client.create(desired, namespace: ns)
-                    return true
-                }
-                var updated = fresh
-                updated.subjects = desired.subjects
-                _ = try await client.update(updated)
+                fresh = try await client.get(RoleBinding.self, namespace: ns, name: desired.metadata.name ?? "")
+            } catch let e as KubeClientError where e.isNotFound {
+                _ = try await client.create(desired, namespace: ns)
                 return true
-            } catch where RepairError.isRetryableConflict(error) && attempt < 5 {
-                continue
             }
+            guard Self.drift(fresh, desired: desired) != nil else { return false }
+            if fresh.roleRef != desired.roleRef {
+                guard ctx.isManaged(fresh.metadata.labels) else {
+                    throw RepairRefusal("RoleBinding \(ns)/\(desired.metadata.name ?? "") has roleRef \(fresh.roleRef.kind)/\(fresh.roleRef.name) and is not managed by kubetrace-operator; delete it so the operator can recreate it")
+                }
+                try await client.delete(RoleBinding.self, namespace: ns, name: desired.metadata.name ?? "",
+                                        preconditionUID: fresh.metadata.uid, preconditionResourceVersion: fresh.metadata.resourceVersion)
+                _ = try await client.create(desired, namespace: ns)
+                return true
+            }
+            var updated = fresh
+            updated.subjects = desired.subjects
+            _ = try await client.update(updated)
+            return true
         }
-        return false
     }
 }
 

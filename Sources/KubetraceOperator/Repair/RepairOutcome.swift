@@ -33,6 +33,30 @@ enum RepairError {
     }
 }
 
+/// Runs `write` until it succeeds, at most five times while it fails with a conflict
+/// (409, or a JSON Patch `test` that no longer holds); each attempt starts from a
+/// fresh read. Returns what the last attempt returned (false: nothing was needed).
+func retryingConflicts(isolation: isolated (any Actor)? = #isolation, _ write: (_ attempt: Int) async throws -> Bool) async throws -> Bool {
+    for attempt in 1...5 {
+        do {
+            return try await write(attempt)
+        } catch where RepairError.isRetryableConflict(error) && attempt < 5 {
+            continue
+        }
+    }
+    return false
+}
+
+extension RepairRateLimiter {
+    /// SPEC §6's gate before a repair: the decision to record with it, and the
+    /// deferral to return instead when it must wait (with `episode` once per fight).
+    func gate(_ key: Key, now: Date, episode: @autoclosure () -> RepairReport) -> (decision: Decision, deferred: RepairOutcome?) {
+        let d = decide(key, now: now)
+        guard d.at > now else { return (d, nil) }
+        return (d, .throttled(until: d.at, episode: d.startsEpisode ? episode() : nil))
+    }
+}
+
 /// Shared by the handlers: the client, the names, and a logger.
 struct RepairContext: Sendable {
     let client: KubeClient

@@ -58,12 +58,10 @@ actor ServiceAccountHandler {
         let ref = ObjectReference(apiVersion: "v1", kind: "ServiceAccount", namespace: namespace, name: name, uid: cached?.meta.uid)
         let what = cached == nil ? "was deleted" : "lacked \(secretName) in imagePullSecrets"
         let now = Date()
-        let decision = limiter.decide(key, now: now)
-        if decision.at > now {
-            return .throttled(until: decision.at, episode: decision.startsEpisode ? RepairReport(
-                regarding: ref, reason: "RepairFailed",
-                note: "another writer keeps removing \(secretName) from ServiceAccount \(namespace)/\(name); repairs are now spaced out") : nil)
-        }
+        let (decision, deferred) = limiter.gate(key, now: now, episode: RepairReport(
+            regarding: ref, reason: "RepairFailed",
+            note: "another writer keeps removing \(secretName) from ServiceAccount \(namespace)/\(name); repairs are now spaced out"))
+        if let deferred { return deferred }
         do {
             guard try await write(key) else { return .healthy }
             limiter.record(key, at: Date(), decision: decision)
@@ -79,32 +77,27 @@ actor ServiceAccountHandler {
     /// strategic-merge patch would replace other entries. False when nothing was needed.
     private func write(_ key: ObjectKey) async throws -> Bool {
         let client = ctx.client
-        for attempt in 1...5 {
+        return try await retryingConflicts { _ in
+            let fresh: ServiceAccount
             do {
-                let fresh: ServiceAccount
-                do {
-                    fresh = try await client.get(ServiceAccount.self, namespace: key.namespace, name: key.name)
-                } catch let e as KubeClientError where e.isNotFound && isManaged(key) {
-                    var sa = ServiceAccount(metadata: ctx.objectMeta(key.name, namespace: key.namespace),
-                                            imagePullSecrets: [LocalObjectReference(name: secretName)])
-                    sa.automountServiceAccountToken = false
-                    _ = try await client.create(sa, namespace: key.namespace)
-                    return true
-                }
-                let existing = fresh.imagePullSecrets ?? []
-                if existing.contains(where: { $0.name == secretName }) { return false }
-                let entry = JSONValue.object(["name": .string(secretName)])
-                let add: JSONPatchOperation = fresh.imagePullSecrets == nil
-                    ? .add("/imagePullSecrets", .array([entry]))
-                    : .add("/imagePullSecrets/-", entry)
-                _ = try await client.patch(ServiceAccount.self, namespace: key.namespace, name: key.name,
-                                           .json([.test("/metadata/resourceVersion", .string(fresh.metadata.resourceVersion ?? "")), add]))
+                fresh = try await client.get(ServiceAccount.self, namespace: key.namespace, name: key.name)
+            } catch let e as KubeClientError where e.isNotFound && isManaged(key) {
+                var sa = ServiceAccount(metadata: ctx.objectMeta(key.name, namespace: key.namespace),
+                                        imagePullSecrets: [LocalObjectReference(name: secretName)])
+                sa.automountServiceAccountToken = false
+                _ = try await client.create(sa, namespace: key.namespace)
                 return true
-            } catch where RepairError.isRetryableConflict(error) && attempt < 5 {
-                continue
             }
+            let existing = fresh.imagePullSecrets ?? []
+            if existing.contains(where: { $0.name == secretName }) { return false }
+            let entry = JSONValue.object(["name": .string(secretName)])
+            let add: JSONPatchOperation = fresh.imagePullSecrets == nil
+                ? .add("/imagePullSecrets", .array([entry]))
+                : .add("/imagePullSecrets/-", entry)
+            _ = try await client.patch(ServiceAccount.self, namespace: key.namespace, name: key.name,
+                                       .json([.test("/metadata/resourceVersion", .string(fresh.metadata.resourceVersion ?? "")), add]))
+            return true
         }
-        return false
     }
 }
 
