@@ -48,8 +48,8 @@ struct ReplayBench: AsyncParsableCommand {
             }
             var out: [(String, Double)] = [("replay_pod_events", Double(events)), ("replay_stream_mb", Double(stream.count) / 1e6)]
             var rates: [String: Double] = [:]
-            for peer in peers.split(separator: ",").map(String.init) {
-                let r: PeerResult
+            /// One run of a consumer; nil for curl, which only shows the server's pace.
+            func runOnce(_ peer: String) throws -> PeerResult? {
                 switch peer {
                 case "curl":
                     let p = try runPeer("/usr/bin/env", ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
@@ -58,23 +58,32 @@ struct ReplayBench: AsyncParsableCommand {
                     guard parts.count == 2, Int(parts[0]) == stream.count else { throw ValidationError("curl read \(p)") }
                     out.append(("replay_curl_mb_per_s", parts[0] / parts[1] / 1e6))
                     print("curl: \(String(format: "%.0f", parts[0] / parts[1] / 1e6)) MB/s (\(Int(parts[0])) bytes)")
-                    continue
+                    return nil
                 case "ours":
-                    r = try PeerResult.parse(runPeer("\(bin)/kubetrace-operator", ["events", "--kubeconfig", kubeconfig, "--namespace", "bench", "--kind", "pods",
-                                                                                  "--max-events", "\(events)", "--output", "summary"], env: ["LOG_FORMAT": "text"]))
+                    return try PeerResult.parse(runPeer("\(bin)/kubetrace-operator", ["events", "--kubeconfig", kubeconfig, "--namespace", "bench", "--kind", "pods",
+                                                                                       "--max-events", "\(events)", "--output", "summary"], env: ["LOG_FORMAT": "text"]))
                 case "python-client":
-                    r = try PeerResult.parse(runPeer("/usr/bin/env", ["python3", "\(scripts)/python_client.py", kubeconfig, "bench", "\(events)"], env: [:]))
+                    return try PeerResult.parse(runPeer("/usr/bin/env", ["python3", "\(scripts)/python_client.py", kubeconfig, "bench", "\(events)"], env: [:]))
                 case "lightkube":
-                    r = try PeerResult.parse(runPeer("/usr/bin/env", ["python3", "\(scripts)/lightkube_client.py", kubeconfig, "bench", "\(events)"], env: [:]))
+                    return try PeerResult.parse(runPeer("/usr/bin/env", ["python3", "\(scripts)/lightkube_client.py", kubeconfig, "bench", "\(events)"], env: [:]))
                 case "kopf":
-                    r = try PeerResult.parse(runPeer("/usr/bin/env", ["kopf", "run", "--standalone", "--namespace", "bench", "--quiet", "\(scripts)/kopf_counter.py"],
-                                                     env: ["KUBECONFIG": kubeconfig, "BENCH_EXPECTED": "\(events)"]))
+                    return try PeerResult.parse(runPeer("/usr/bin/env", ["kopf", "run", "--standalone", "--namespace", "bench", "--quiet", "\(scripts)/kopf_counter.py"],
+                                                        env: ["KUBECONFIG": kubeconfig, "BENCH_EXPECTED": "\(events)"]))
                 default:
                     throw ValidationError("--peers: unknown \(peer)")
                 }
-                guard r.events == events, r.resourceVersionSum == expectedSum else {
-                    throw ValidationError("\(peer) saw \(r.events) events (rv sum \(r.resourceVersionSum)), expected \(events) (\(expectedSum))")
+            }
+            for peer in peers.split(separator: ",").map(String.init) {
+                // Best of three for the consumers that take seconds at most (as `decode`); kopf once (30 s).
+                var best: PeerResult?
+                for _ in 0..<(peer == "kopf" || peer == "curl" ? 1 : 3) {
+                    guard let r = try runOnce(peer) else { continue }
+                    guard r.events == events, r.resourceVersionSum == expectedSum else {
+                        throw ValidationError("\(peer) saw \(r.events) events (rv sum \(r.resourceVersionSum)), expected \(events) (\(expectedSum))")
+                    }
+                    if best.map({ r.seconds < $0.seconds }) ?? true { best = r }
                 }
+                guard let r = best else { continue }
                 let rate = Double(r.events) / r.seconds
                 rates[peer] = rate
                 print("\(peer): \(Int(rate)) events/s (\(String(format: "%.3f", r.seconds)) s, all \(r.events) events seen)")
