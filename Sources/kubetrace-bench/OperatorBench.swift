@@ -29,8 +29,8 @@ struct OperatorBench: AsyncParsableCommand {
             }
             // The 22,000 objects (Pods as kube-apiserver writes them).
             var gen = SampleStream(seed: 11)
-            let podBodies = (0..<pods).map { i -> [UInt8] in
-                let event = try! JSONValue.parse(Array(gen.podEvent(type: "ADDED", index: i, resourceVersion: 1).utf8))
+            let podBodies = try (0..<pods).map { i -> [UInt8] in
+                let event = try JSONValue.parse(Array(gen.podEvent(type: "ADDED", index: i, resourceVersion: 1).utf8))
                 guard case .object(var obj)? = event["object"], case .object(var meta)? = obj["metadata"] else { return [] }
                 meta["namespace"] = .string(ns); meta["resourceVersion"] = nil; meta["uid"] = nil
                 meta["name"] = .string("web-\(i)")
