@@ -3,12 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 APT_PACKAGES := libcurl4-openssl-dev libssl-dev libsystemd-dev libsimdjson-dev pkg-config
-# For the tests: systemd-analyze, journalctl and systemd-journald; curl for the HTTP endpoints.
-TEST_APT_PACKAGES := systemd curl
+# For the tests: systemd-analyze, journalctl and systemd-journald; curl for the HTTP endpoints;
+# promtool (prometheus) for the alert rules; age for backup interop; tmux for the status screen.
+TEST_APT_PACKAGES := systemd curl prometheus age tmux
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps build test run bench devcluster clean
+.PHONY: deps test-deps build test run bench devcluster monitoring-check clean
 
 ## deps: install the Debian packages the C shims need (once; `apt-get update` first).
 deps:
@@ -63,6 +64,10 @@ bench: deps
 	"$$bin/kubetrace-bench" decode && "$$bin/kubetrace-bench" instructions && "$$bin/kubetrace-bench" replay && \
 	"$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair && \
 	"$$bin/kubetrace-bench" operator
+
+## monitoring-check: promtool check rules + promtool test rules on deploy/monitoring/.
+monitoring-check: test-deps
+	scripts/check-monitoring.sh
 
 clean:
 	rm -rf .build .devcluster

@@ -166,7 +166,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OperatorCLITests",
-            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient"],
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient", .product(name: "Yams", package: "Yams")],
             exclude: ["Golden"],
             swiftSettings: swiftSettings
         ),

@@ -5,9 +5,16 @@ import CMalloc
 import Foundation
 import Synchronization
 
-/// Counters the observability work exports (events, relists, reconnects, lag).
+/// Counters the observability work exports (events, relists, reconnects, position, liveness).
 public final class WatchStats: Sendable {
-    private let state = Mutex<(events: Int, relists: Int, reconnects: Int, decodeErrors: Int, resourceVersion: String)>((0, 0, 0, 0, ""))
+    struct State {
+        var events = 0, relists = 0, reconnects = 0, decodeErrors = 0
+        var resourceVersion = ""
+        var synced = false
+        /// Wall-clock seconds (Unix) when the stream last delivered anything, bookmarks included.
+        var lastActivity = 0.0
+    }
+    private let state = Mutex(State())
     public init() {}
     public var events: Int { state.withLock { $0.events } }
     public var relists: Int { state.withLock { $0.relists } }
@@ -15,7 +22,19 @@ public final class WatchStats: Sendable {
     public var decodeErrors: Int { state.withLock { $0.decodeErrors } }
     /// The last resourceVersion seen: the watcher's position.
     public var resourceVersion: String { state.withLock { $0.resourceVersion } }
-    func add(events n: Int, resourceVersion rv: String) { state.withLock { $0.events += n; $0.resourceVersion = rv } }
+    /// True once the initial list was delivered.
+    public var synced: Bool { state.withLock { $0.synced } }
+    public var lastActivity: Double { state.withLock { $0.lastActivity } }
+    func add(events n: Int, resourceVersion rv: String) {
+        let now = Date().timeIntervalSince1970
+        state.withLock { $0.events += n; $0.resourceVersion = rv; $0.lastActivity = now }
+    }
+    /// Bytes arrived (a bookmark moves the position without an event).
+    func heard(resourceVersion rv: String) {
+        let now = Date().timeIntervalSince1970
+        state.withLock { $0.lastActivity = now; if !rv.isEmpty { $0.resourceVersion = rv } }
+    }
+    func markSynced() { state.withLock { $0.synced = true } }
     func relisted() { state.withLock { $0.relists += 1 } }
     func reconnected() { state.withLock { $0.reconnects += 1 } }
     func badLines(_ n: Int) { state.withLock { $0.decodeErrors += n } }
@@ -100,7 +119,7 @@ public struct Reflector<P: Projection>: Sendable {
                     let (items, rv) = try await list(&processor)
                     events = processor.store.replace(with: items)
                     processor.resourceVersion = rv
-                    if !synced { events.append(.synced); synced = true }
+                    if !synced { events.append(.synced); synced = true; stats.markSynced() }
                     stats.add(events: events.count, resourceVersion: rv)
                     await channel.send(events)
                     events = []
@@ -225,6 +244,7 @@ public struct Reflector<P: Projection>: Sendable {
             do {
                 for try await chunk in body {
                     watchdog.heard()
+                    defer { stats.heard(resourceVersion: processor.resourceVersion) }
                     var signal: WatchStreamProcessor<P>.Signal?
                     var pending: [UInt8] = chunk
                     repeat {
@@ -249,7 +269,7 @@ public struct Reflector<P: Projection>: Sendable {
                         case .initialEventsEnd?:
                             var events = processor.store.replace(with: initialItems ?? [])
                             initialItems = nil
-                            if !synced { events.append(.synced); synced = true }
+                            if !synced { events.append(.synced); synced = true; stats.markSynced() }
                             stats.add(events: events.count, resourceVersion: processor.resourceVersion)
                             await channel.send(events)
                             Self.returnFreedMemory()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Metrics
 import KubeClient
 import Logging
 import ServiceLifecycle
@@ -132,6 +133,9 @@ struct RunCommand: AsyncParsableCommand {
             }
             let identity = "\(config.instance)_\(UUID().uuidString.lowercased().prefix(8))"
             elector = LeaderElector(client: client, namespace: names.namespace, name: names.lease, identity: identity, timing: timing, logger: logger)
+        } else {
+            // Without election this process always leads.
+            Gauge(label: "kubetrace_leader", dimensions: []).record(1)
         }
 
         let refresh = RefreshService(client: client, configuration: config, logger: logger)

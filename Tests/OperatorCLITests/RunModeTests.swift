@@ -189,6 +189,18 @@ import Testing
             #expect((samples["kubetrace_credential_refreshes_total{credential=\"kubeconfig-token\",outcome=\"success\"}"] ?? 0) >= 1)
             #expect((samples["kubetrace_credential_expiry_seconds{credential=\"kubeconfig-token\"}"] ?? 0) > 600)
             #expect(!scrape.stdout.contains("pull-canary-7f3a"))
+            // The series the alerts rely on (deploy/monitoring/).
+            #expect(samples["kubetrace_watch_synced{watch=\"secrets@kubetrace-system\"}"] == 1)
+            let activity = samples["kubetrace_watch_last_activity_timestamp_seconds{watch=\"secrets@kubetrace-system\"}"] ?? 0
+            #expect(abs(activity - Date().timeIntervalSince1970) < 120, "\(activity)")
+            #expect((samples["kubetrace_watch_resource_version{watch=\"secrets@kubetrace-system\"}"] ?? 0) > 0)
+            let expiry = samples["kubetrace_credential_expiry_timestamp_seconds{credential=\"kubeconfig-token\"}"] ?? 0
+            #expect(expiry > Date().timeIntervalSince1970 + 600, "\(expiry)")
+            #expect((samples["kubetrace_credential_safety_margin_seconds{credential=\"kubeconfig-token\"}"] ?? 0) > 0)
+            #expect(samples["kubetrace_repairs_total{kind=\"role\",outcome=\"failed\"}"] == 0, "failure series exist at zero")
+            let started = samples["kubetrace_start_time_seconds"] ?? 0
+            #expect(started <= Date().timeIntervalSince1970 && started > Date().timeIntervalSince1970 - 120)
+            try MonitoringTests.checkNames(exportedBy: samples)
             #expect(try await op.stop() == 0)
         }
     }

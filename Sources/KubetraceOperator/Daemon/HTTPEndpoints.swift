@@ -61,9 +61,18 @@ final class OperatorMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     private let exported = Mutex<[String: (events: Int, relists: Int, reconnects: Int, decodeErrors: Int)]>([:])
 
-    /// Installs the Prometheus backend for the process (once).
+    /// Installs the Prometheus backend for the process (once), with the series the
+    /// alerts rely on present from the first scrape (an absent series never fires).
     func bootstrap() {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        registry.makeGauge(name: "kubetrace_start_time_seconds", labels: [], help: "Unix time the operator process started").set(Date().timeIntervalSince1970)
+        registry.makeGauge(name: "kubetrace_build_info", labels: [("version", kubetraceVersion)], help: "Always 1; the running version as a label").set(Double(1))
+        for kind in RepairService.kindLabels {
+            for outcome in ["repaired", "throttled", "failed"] {
+                _ = Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", outcome)])
+            }
+        }
+        _ = Gauge(label: "kubetrace_leader", dimensions: [])
     }
 
     func render(watchers: [String: WatchStats]) -> String {
@@ -82,6 +91,13 @@ final class OperatorMetrics: Sendable {
                     registry.makeCounter(descriptor: descriptor, labels: labels).increment(by: Int64(max(0, delta)))
                 }
                 last[name] = now
+                registry.makeGauge(name: "kubetrace_watch_synced", labels: labels, help: "1 once the watcher delivered its initial list").set(Double(stats.synced ? 1 : 0))
+                registry.makeGauge(name: "kubetrace_watch_last_activity_timestamp_seconds", labels: labels,
+                                   help: "Unix time the watch stream last delivered an event or bookmark").set(stats.lastActivity)
+                if let rv = Double(stats.resourceVersion) {
+                    registry.makeGauge(name: "kubetrace_watch_resource_version", labels: labels,
+                                       help: "The watcher's position: the last resourceVersion seen (numeric on etcd-backed servers)").set(rv)
+                }
             }
         }
         var buffer: [UInt8] = []

@@ -85,6 +85,8 @@ public actor CredentialLoop {
     private var failures = 0
     private var warned = false
     private let expiryGauge: Gauge
+    /// The expiry as a Unix time: alerts compare it with `time()` between refreshes.
+    private let expiryTimestamp: Gauge
     private let success: Counter
     private let failure: Counter
 
@@ -103,15 +105,23 @@ public actor CredentialLoop {
         l[metadataKey: "credential"] = "\(name)"
         self.logger = l
         expiryGauge = Gauge(label: "kubetrace_credential_expiry_seconds", dimensions: [("credential", name)])
+        expiryTimestamp = Gauge(label: "kubetrace_credential_expiry_timestamp_seconds", dimensions: [("credential", name)])
+        Gauge(label: "kubetrace_credential_safety_margin_seconds", dimensions: [("credential", name)]).record(policy.safetyMargin)
         success = Counter(label: "kubetrace_credential_refreshes_total", dimensions: [("credential", name), ("outcome", "success")])
         failure = Counter(label: "kubetrace_credential_refreshes_total", dimensions: [("credential", name), ("outcome", "failure")])
+    }
+
+    private func recordExpiry() {
+        guard let e = state.expiresAt else { return }
+        expiryGauge.record(e.timeIntervalSinceNow)
+        expiryTimestamp.record(e.timeIntervalSince1970)
     }
 
     /// An outside writer changed the credential: re-read it and reschedule.
     public nonisolated func externalChange() { wakeup.poke() }
 
     public func run() async {
-        if let known = await current() { state = known }
+        if let known = await current() { state = known; recordExpiry() }
         var next = state.expiresAt == nil ? Date() : policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: Date(), random: .random(in: 0..<1))
         report(state.expiresAt.map { $0 > Date() } ?? false, next)
         while !Task.isCancelled {
@@ -122,6 +132,7 @@ public actor CredentialLoop {
                 // Woken early: someone else wrote the credential. Adopt it and reschedule.
                 state = known
                 failures = 0
+                recordExpiry()
                 next = policy.nextRefresh(issuedAt: known.issuedAt, expiresAt: known.expiresAt, now: now, random: .random(in: 0..<1))
                 report(known.expiresAt.map { $0 > now } ?? false, next)
                 logger.info("credential changed by another writer; rescheduled", metadata: ["next_refresh_in": "\(Self.human(next.timeIntervalSince(now)))"])
@@ -157,7 +168,7 @@ public actor CredentialLoop {
             success.increment()
             let next = policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now, random: .random(in: 0..<1))
             let expiresIn = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "unknown"
-            if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)) }
+            if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)); expiryTimestamp.record(e.timeIntervalSince1970) }
             report(true, next)
             logger.info("\(name) refreshed (expires in \(expiresIn), next refresh in \(Self.human(next.timeIntervalSince(now))))",
                         metadata: ["event": "token_refreshed"])
@@ -177,7 +188,7 @@ public actor CredentialLoop {
             }
             report(false, now.addingTimeInterval(delay))
             if failures == 1 { await onEvent("TokenRefreshFailed", "\(name) refresh failed: \(message)", true) }
-            if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)) }
+            if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)); expiryTimestamp.record(e.timeIntervalSince1970) }
             if !warned, policy.expiringSoon(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now) {
                 warned = true
                 let left = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "?"

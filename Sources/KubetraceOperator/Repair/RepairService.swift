@@ -240,6 +240,9 @@ public final class RepairService: Sendable {
         }
     }
 
+    /// Every value `kindLabel` gives, so the metrics can be present at zero.
+    static let kindLabels = ["pull_secret", "service_account", "role", "role_binding", "pod"]
+
     static func kindLabel(_ key: RepairKey) -> String {
         switch key {
         case .pullSecret: "pull_secret"
