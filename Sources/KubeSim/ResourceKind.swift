@@ -29,6 +29,7 @@ public struct ResourceKind: Sendable, Hashable {
         ResourceKind(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings", singular: "clusterrolebinding", kind: "ClusterRoleBinding", namespaced: false),
         ResourceKind(group: "coordination.k8s.io", version: "v1", plural: "leases", singular: "lease", kind: "Lease", namespaced: true),
         ResourceKind(group: "apps", version: "v1", plural: "deployments", singular: "deployment", kind: "Deployment", namespaced: true, shortNames: ["deploy"]),
+        ResourceKind(group: "networking.k8s.io", version: "v1", plural: "networkpolicies", singular: "networkpolicy", kind: "NetworkPolicy", namespaced: true, shortNames: ["netpol"]),
         // None are served; the kind exists because operator frameworks (kopf) list and watch it at start.
         ResourceKind(group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions", singular: "customresourcedefinition",
                      kind: "CustomResourceDefinition", namespaced: false, shortNames: ["crd", "crds"]),

@@ -95,6 +95,7 @@ struct Doctor {
         checks.append(pull.check)
         checks.append(await pullSecretReferences(deployment))
         checks.append(await registryReachable(pull.host))
+        checks.append(await networkPolicies(deployment, registryHost: pull.host))
         checks.append(await check("service-accounts") {
             _ = try await client.get(ServiceAccount.self, namespace: ns, name: names.readOnlyServiceAccount)
             _ = try await client.get(ServiceAccount.self, namespace: ns, name: names.operatorServiceAccount)
@@ -186,6 +187,54 @@ struct Doctor {
             return DoctorCheck(name: "registry-reachable", ok: false, found: "\(name):\(port) \(error)", fix: "allow egress to \(name) on port \(port) (firewall, NetworkPolicy, proxy)")
         }
         return DoctorCheck(name: "registry-reachable", ok: true, found: "\(name):\(port) accepts connections")
+    }
+
+    /// A NetworkPolicy selecting the operator's Pods must let through what it needs:
+    /// DNS, the API server, 443 to the Kubetrace API and the registry, and scrapes of
+    /// the metrics port. Addresses are resolved from here (in-cluster ones may differ).
+    private func networkPolicies(_ deployment: JSONValue?, registryHost: String) async -> DoctorCheck {
+        let name = "network-policy"
+        let list: JSONValue
+        do {
+            list = try JSONValue.parse(try await client.request("GET", path: "/apis/networking.k8s.io/v1/namespaces/\(ns)/networkpolicies").body)
+        } catch let e as KubeClientError where e.status?.code == 404 {
+            return DoctorCheck(name: name, ok: true, found: "the cluster serves no NetworkPolicy API")
+        } catch {
+            return DoctorCheck(name: name, ok: false, found: Self.describe(error), fix: "grant list on networkpolicies in \(ns) to run this check")
+        }
+        let policies = (list["items"]?.arrayValue ?? []).map(NetworkPolicyView.init)
+        let template = deployment?["spec"]?["template"]
+        var labels = ["app.kubernetes.io/name": "kubetrace-operator"]
+        if let l = template?["metadata"]?["labels"]?.objectValue { labels = l.compactMapValues(\.stringValue) }
+        let selecting = policies.filter { $0.selects(labels) }
+        if selecting.isEmpty { return DoctorCheck(name: name, ok: true, found: "no NetworkPolicy selects the operator's Pods (traffic not restricted)") }
+
+        func endpoint(_ url: String?, defaultPort: Int) -> (host: String, port: Int)? {
+            guard let url, let c = URLComponents(string: url), let host = c.host else { return nil }
+            return (host, c.port ?? defaultPort)
+        }
+        func need(_ what: String, _ hostPort: (host: String, port: Int)?) -> NetworkPolicyCheck.Need? {
+            guard let hp = hostPort else { return nil }
+            let host = hp.host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            let address = CIDR.addressBytes(host) != nil ? host : resolveAddresses(host).first
+            return NetworkPolicyCheck.Need(what: "\(what) \(address ?? host):\(hp.port)", port: hp.port, address: address ?? "unresolved")
+        }
+        let container = template?["spec"]?["containers"]?.arrayValue?.first
+        let apiURL = apiURL ?? container?["env"]?.arrayValue?.first { $0["name"]?.stringValue == "API_URL" }?["value"]?.stringValue
+        var egress = [NetworkPolicyCheck.Need(what: "DNS udp/53", port: 53, proto: "UDP", address: nil)]
+        egress += [need("API server", endpoint(client.connection.server, defaultPort: 443)),
+                   need("Kubetrace API", endpoint(apiURL, defaultPort: 443)),
+                   need("registry", Self.hostPort(registryHost, defaultPort: 443))].compactMap { $0 }
+        let metricsPort = container?["ports"]?.arrayValue?.first { $0["name"]?.stringValue == "metrics" }.flatMap { $0["containerPort"] }.flatMap(NetworkPolicyView.scalar).flatMap { Int($0) } ?? 8080
+        let ingress = [NetworkPolicyCheck.Need(what: "metrics scrapes on \(metricsPort)", port: metricsPort, address: nil, portName: "metrics")]
+        let blocked = (NetworkPolicyCheck.missing(policies, podLabels: labels, egress: egress) ?? [])
+            + (NetworkPolicyCheck.missing(policies, podLabels: labels, ingress: ingress) ?? [])
+        let names = selecting.map(\.name).sorted().joined(separator: ", ")
+        if blocked.isEmpty {
+            return DoctorCheck(name: name, ok: true, found: "\(names) allow\(selecting.count == 1 ? "s" : "") DNS, the API server, 443 out and metrics scrapes")
+        }
+        return DoctorCheck(name: name, ok: false, found: "\(names) block\(selecting.count == 1 ? "s" : ""): \(blocked.map(\.what).joined(separator: "; "))",
+                           fix: "allow these in the policy; `kubetrace-operator manifest` generates one that does (--api-server-cidr, --egress-cidr)")
     }
 
     private func rbacObjects() async -> DoctorCheck {

@@ -25,6 +25,15 @@ struct ManifestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where to write the manifest (mode 0600), or - for stdout.", valueName: "file|-")) var output = "kubetrace-operator.yaml"
     @Option(help: "Opt-in namespaces beyond the operator's own: a,b,c or selector=LABEL_SELECTOR (env TARGET_NAMESPACES); adds their RBAC.") var targetNamespaces: String?
     @Option(help: "ServiceAccounts kept referencing the pull Secret in target namespaces, comma-separated (env TARGET_SERVICE_ACCOUNTS).") var targetServiceAccounts: String?
+    @Option(help: "Include the NetworkPolicy: true or false (default true).") var networkPolicy: String?
+    @Option(help: ArgumentHelp("Namespaces allowed to reach the health and metrics ports, as key=value labels.", valueName: "labels"))
+    var ingressNamespaceSelector = "kubernetes.io/metadata.name=monitoring"
+    @Option(help: ArgumentHelp("The API server's endpoint addresses for the NetworkPolicy, comma-separated (default: the kubeconfig server's address).", valueName: "cidrs"))
+    var apiServerCidr: String?
+    @Option(help: ArgumentHelp("Destinations allowed on port 443 (Kubetrace API, registry, Vultr API), comma-separated; NetworkPolicy cannot name hosts.", valueName: "cidrs"))
+    var egressCidr = "0.0.0.0/0,::/0"
+    @Flag(help: "Count the objects the operator will watch (paged lists through the kubeconfig) and size memory requests and limits from them.")
+    var sizeFromCluster = false
 
     /// Checked after the kubeconfig, so a kubeconfig error is always the first reported.
     func checkRegistryFlags() throws {
@@ -77,6 +86,20 @@ struct ManifestCommand: AsyncParsableCommand {
         if let raw = targetServiceAccounts ?? env["TARGET_SERVICE_ACCOUNTS"] {
             inputs.targetServiceAccounts = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
+        inputs.networkPolicy = try networkPolicyInputs(connection)
+        if sizeFromCluster {
+            let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
+            let count: ClusterSizer.Count
+            do {
+                count = try await ClusterSizer(client: client).count(namespace: inputs.names.namespace, targets: inputs.targetNamespaces, pullSecret: inputs.names.registrySecret)
+            } catch let e as KubeClientError where e.code == .api {
+                // A cluster the sizing cannot list (403 names the resource) is a configuration problem.
+                throw CLIError.configuration("--size-from-cluster: \(Doctor.describe(e))")
+            }
+            inputs.memory = MemorySizing.forObjects(count.total)
+            FileHandle.standardError.write(Data(("kubetrace-operator: --size-from-cluster: \(count.total) objects to watch (\(count.pods) Pods, \(count.serviceAccounts) ServiceAccounts, "
+                + "\(count.secrets) pull Secrets\(count.namespaces > 0 ? ", \(count.namespaces) Namespaces" : "")): memory request \(inputs.memory.requestMiB)Mi, limit \(inputs.memory.limitMiB)Mi\n").utf8))
+        }
         let yaml = ManifestRenderer.render(inputs)
         let warning = "kubetrace-operator: this manifest contains credentials for cluster \(clusterID): never commit or share it\n"
         if output == "-" {
@@ -86,6 +109,29 @@ struct ManifestCommand: AsyncParsableCommand {
             try writePrivately(yaml, to: output)
             FileHandle.standardError.write(Data("kubetrace-operator: wrote \(output) (mode 0600); apply it with: kubectl apply -f \(output)\n".utf8) + Data(warning.utf8))
         }
+    }
+}
+
+extension ManifestCommand {
+    /// The NetworkPolicy's inputs from the flags; the API server's address from the kubeconfig unless given.
+    func networkPolicyInputs(_ connection: ClusterConnection) throws -> NetworkPolicyInputs? {
+        guard try boolean(networkPolicy, "--network-policy", nil, [:]) ?? true else { return nil }
+        var p = NetworkPolicyInputs()
+        p.ingressNamespaceLabels = try NetworkPolicyInputs.labels(ingressNamespaceSelector, flag: "--ingress-namespace-selector")
+        p.egressCIDRs = try CIDR.list(egressCidr, flag: "--egress-cidr")
+        let server = URLComponents(string: connection.server)
+        if let port = server?.port, !p.apiServerPorts.contains(port) { p.apiServerPorts.append(port) }
+        if let raw = apiServerCidr {
+            p.apiServerCIDRs = try CIDR.list(raw, flag: "--api-server-cidr")
+        } else {
+            let host = (server?.host ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            let addresses = CIDR(host).map { [$0] } ?? resolveAddresses(host).compactMap { CIDR($0) }
+            guard !addresses.isEmpty else {
+                throw CLIError.configuration("--api-server-cidr: cannot resolve the API server host \"\(host)\" from the kubeconfig; give its endpoint addresses (kubectl get endpoints kubernetes -n default), or --network-policy false")
+            }
+            p.apiServerCIDRs = addresses
+        }
+        return p
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import KubeClient
 import KubeSim
+import KubetraceOperator
 import Testing
 
 /// `manifest` → `kubectl apply` → `doctor`, against the devcluster and its emulators.
@@ -78,6 +79,10 @@ import Testing
                 (replace("--registry-id", "nope"), "--registry-id: registry \"nope\" not found by the Vultr API (404"),
                 ({ $0.removeAll { $0 == "--cluster-id" || $0 == "c-1" } }, "--cluster-id (or CLUSTER_ID) is required"),
                 ({ $0 += ["--registry-username", "u"] }, "use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file"),
+                ({ $0 += ["--egress-cidr", "10.0.0.0/33"] }, "--egress-cidr: \"10.0.0.0/33\" is not a CIDR"),
+                ({ $0 += ["--api-server-cidr", "10.0.0.1,api.example.com"] }, "--api-server-cidr: \"api.example.com\" is not a CIDR"),
+                ({ $0 += ["--ingress-namespace-selector", "team"] }, "--ingress-namespace-selector: \"team\" is not key=value"),
+                ({ $0 += ["--network-policy", "maybe"] }, "--network-policy: \"maybe\" is not true or false"),
             ]
             for (change, message) in cases {
                 let r = try await run(change)
@@ -89,6 +94,46 @@ import Testing
             let down = try await run { _ in }
             #expect(down.status == 2)
             #expect(down.stderr.contains("--vultr-api-url: the Vultr API failed with 503"))
+        }
+    }
+
+    /// `--size-from-cluster` counts, page by page, what the operator will watch and
+    /// sizes memory from it; a cluster it may not list is one line and exit 2.
+    @Test func sizeFromClusterCountsWhatTheOperatorWillWatch() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let client = try await cliClient(cluster)
+            for ns in ["kubetrace-system", "team-a", "elsewhere"] { _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns))) }
+            // 1,100 Pods in watched namespaces (more than two pages of 500), 50 elsewhere.
+            for (ns, count) in [("kubetrace-system", 600), ("team-a", 500), ("elsewhere", 50)] {
+                for i in 0..<count {
+                    let pod = #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p-\#(i)"},"spec":{"containers":[{"name":"c","image":"x"}]}}"#
+                    _ = try await client.request("POST", path: "/api/v1/namespaces/\(ns)/pods", body: Array(pod.utf8))
+                }
+            }
+            for ns in ["kubetrace-system", "team-a"] { _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "builder", namespace: ns))) }
+            let out = "\(s.dir.path)/m.yaml"
+            let r = try await runCLI(manifestArgs(s, output: out) + ["--target-namespaces", "team-a", "--size-from-cluster"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let accounts = try await client.list(ServiceAccount.self, namespace: "kubetrace-system").items.count + client.list(ServiceAccount.self, namespace: "team-a").items.count
+            let total = 1_100 + accounts
+            #expect(r.stderr.contains("--size-from-cluster: \(total) objects to watch (1100 Pods, \(accounts) ServiceAccounts, 0 pull Secrets)"), "\(r.stderr)")
+            let sizing = MemorySizing.forObjects(total)
+            #expect(sizing != MemorySizing.defaults)
+            let yaml = try String(contentsOfFile: out, encoding: .utf8)
+            #expect(yaml.contains("memory: \(sizing.requestMiB)Mi") && yaml.contains("memory: \(sizing.limitMiB)Mi"), "\(sizing)")
+
+            // A ServiceAccount with no permissions: the 403 names the resource; nothing written.
+            _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "nobody", namespace: "elsewhere")))
+            let token = try await client.requestToken(namespace: "elsewhere", serviceAccount: "nobody", TokenRequest(audiences: [], expirationSeconds: 3600))
+            let weak = s.dir.write("weak-kubeconfig", cluster.kubeconfigYAML(server: await cluster.url(), token: token.status!.token.value))
+            let out2 = "\(s.dir.path)/m2.yaml"
+            var args = manifestArgs(s, output: out2) + ["--size-from-cluster"]
+            args[args.firstIndex(of: "--kubeconfig")! + 1] = weak
+            let denied = try await runCLI(args)
+            #expect(denied.status == 2)
+            #expect(denied.stderr.hasPrefix("kubetrace-operator: error: --size-from-cluster: pods is forbidden") && denied.stderr.contains("cannot list resource \"pods\""), "\(denied.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out2))
         }
     }
 
@@ -118,12 +163,13 @@ import Testing
             let doctorArgs = ["doctor", "--kubeconfig", s.kubeconfig, "--namespace", "kubetrace-system", "--ca-file", s.ca, "--registry", registry]
             let healthy = try await runCLI(doctorArgs)
             #expect(healthy.status == 0, "\(healthy.stdout)\(healthy.stderr)")
-            #expect(healthy.stdout.contains("all 11 checks passed"))
+            #expect(healthy.stdout.contains("all 12 checks passed"), "\(healthy.stdout)")
+            #expect(healthy.stdout.contains("✓ network-policy         kubetrace-operator allows DNS, the API server, 443 out and metrics scrapes"))
             #expect(!healthy.stdout.contains(cluster.operatorToken))
             let json = try await runCLI(doctorArgs + ["--output", "json"])
             let doc = try JSONValue.parse(Array(json.stdout.utf8))
             #expect(doc["ok"] == .bool(true))
-            #expect(doc["checks"]?.arrayValue?.count == 11)
+            #expect(doc["checks"]?.arrayValue?.count == 12)
 
             func failing() async throws -> [String] {
                 let r = try await runCLI(doctorArgs + ["--output", "json"])
@@ -162,11 +208,21 @@ import Testing
             var back = try await client.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-operator")
             back.rules = full.rules
             _ = try await client.update(back)
-            // API_URL unreachable.
+            // A NetworkPolicy that lets only DNS out (kubectl as the outside writer).
+            let policyPath = "/apis/networking.k8s.io/v1/namespaces/kubetrace-system/networkpolicies/kubetrace-operator"
+            let policy = try JSONValue.parse(try await client.request("GET", path: policyPath).body)
+            let dnsOnly = #"{"spec":{"egress":[{"ports":[{"port":53,"protocol":"UDP"}]}]}}"#
+            #expect(try await runTool("kubectl", ["-n", "kubetrace-system", "patch", "networkpolicy", "kubetrace-operator", "--type=merge", "-p", dnsOnly],
+                                      environment: ["KUBECONFIG": s.kubeconfig]).status == 0)
+            #expect(try await failing() == ["network-policy"])
+            let blocked = try await runCLI(doctorArgs)
+            #expect(blocked.stdout.contains("✗ network-policy         kubetrace-operator blocks: API server 127.0.0.1:\(port); Kubetrace API 127.0.0.1:\(port); registry 127.0.0.1:\(port)"), "\(blocked.stdout)")
+            _ = try await client.request("PATCH", path: policyPath, body: JSONValue.object(["spec": policy["spec"]!]).jsonBytes(), contentType: "application/merge-patch+json")
+            // API_URL unreachable (and on a port the policy does not let out: the doctor says both).
             let unreachable = try await runCLI(doctorArgs + ["--api-url", "https://127.0.0.1:1", "--output", "json"])
             #expect(unreachable.status == 1)
             let u = try JSONValue.parse(Array(unreachable.stdout.utf8))
-            #expect(u["checks"]?.arrayValue?.filter { $0["ok"] == .bool(false) }.compactMap { $0["check"]?.stringValue } == ["kubetrace-api"])
+            #expect(u["checks"]?.arrayValue?.filter { $0["ok"] == .bool(false) }.compactMap { $0["check"]?.stringValue } == ["network-policy", "kubetrace-api"])
             // And healthy again.
             #expect(try await runCLI(doctorArgs).status == 0)
         }

@@ -3,6 +3,7 @@ import KubeClient
 import KubeSim
 @testable import KubetraceOperator
 import Testing
+import Yams
 
 let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let repositoryRoot = testsDirectory.deletingLastPathComponent().deletingLastPathComponent()
@@ -17,12 +18,16 @@ func expectGolden(_ text: String, _ path: URL) throws {
 }
 
 /// Fixed inputs for the golden manifest (no real credentials).
-let goldenInputs = ManifestInputs(
+let goldenInputs: ManifestInputs = {
+    var m = ManifestInputs(
     clusterID: "c-123", apiURL: "https://gateway.kubetrace.net", operatorToken: SecretString("kt_op_golden"),
     image: "blr.vultrcr.com/kubetrace/kubetrace-operator@sha256:0000000000000000000000000000000000000000000000000000000000000000",
     server: "https://api.c-123.example:6443", certificateAuthorityPEM: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
     registry: "blr.vultrcr.com", registryUsername: "u", registryPassword: SecretString("p"),
     vultrAPIKey: SecretString("vultr-golden"), registryID: "reg-1")
+    m.networkPolicy?.apiServerCIDRs = [CIDR("203.0.113.10")!]
+    return m
+}()
 
 /// `deploy/base.yaml`: the same documents for placeholder values.
 let deployInputs = ManifestInputs(
@@ -48,7 +53,7 @@ let deployInputs = ManifestInputs(
 
 /// The external validators the issue names, on the generated manifest and on deploy/.
 @Suite(.timeLimit(.minutes(2))) struct ManifestValidationTests {
-    static let justifiedSkips = "CKV_K8S_158,CKV_K8S_43,CKV_K8S_38,CKV2_K8S_6,CKV_SECRET_6"
+    static let justifiedSkips = "CKV_K8S_158,CKV_K8S_43,CKV_K8S_38,CKV_SECRET_6"
 
     @Test func kubernetesValidateAndCheckovPass() async throws {
         let dir = TempDir()
@@ -97,5 +102,73 @@ func runTool(_ tool: String, _ args: [String], environment: [String: String] = [
         let rules = DesiredRBAC.targetRules(ObjectNames(), selector: true)
         #expect(rules.contains { $0.resources == ["namespaces"] && $0.verbs == ["get", "list", "watch"] })
         #expect(rules.first { $0.resources == ["secrets"] && $0.verbs.contains("delete") }?.resourceNames == ["kubetrace-registry"])
+    }
+}
+
+/// The NetworkPolicy evaluation the doctor relies on, and the sizing rule.
+@Suite struct NetworkPolicyAndSizingTests {
+    static let labels = ["app.kubernetes.io/name": "kubetrace-operator"]
+
+    static func policy(_ spec: String) throws -> NetworkPolicyView {
+        NetworkPolicyView(try JSONValue.parse(Array(#"{"metadata":{"name":"p"},"spec":\#(spec)}"#.utf8)))
+    }
+
+    @Test func cidrsParseAndContain() {
+        #expect(CIDR("10.1.0.0/16")?.contains("10.1.200.3") == true)
+        #expect(CIDR("10.1.0.0/16")?.contains("10.2.0.1") == false)
+        #expect(CIDR("203.0.113.7")?.description == "203.0.113.7/32")
+        #expect(CIDR("2001:db8::/32")?.contains("2001:db8:1::5") == true)
+        #expect(CIDR("2001:db8::/32")?.contains("10.0.0.1") == false)
+        #expect(CIDR("0.0.0.0/0")?.contains("192.0.2.1") == true)
+        #expect(CIDR("10.0.0.0/33") == nil && CIDR("example.com") == nil && CIDR("10.0.0.0/x") == nil)
+    }
+
+    @Test func theGeneratedPolicyAllowsWhatTheOperatorNeeds() throws {
+        var m = goldenInputs
+        m.networkPolicy?.apiServerCIDRs = [CIDR("203.0.113.10")!]
+        let yaml = ManifestRenderer.networkPolicy(m, m.networkPolicy!).render()
+        let json = try JSONValue.parse(Array(try JSONSerialization.data(withJSONObject: try Yams.load(yaml: yaml) as Any)))
+        let p = NetworkPolicyView(json)
+        let needs = [NetworkPolicyCheck.Need(what: "dns", port: 53, proto: "UDP", address: nil),
+                     NetworkPolicyCheck.Need(what: "api", port: 6443, address: "203.0.113.10"),
+                     NetworkPolicyCheck.Need(what: "registry", port: 443, address: "198.51.100.4")]
+        #expect(NetworkPolicyCheck.missing([p], podLabels: Self.labels, egress: needs)?.map(\.what) == [])
+        // Another API server address, or the registry on a port other than 443: blocked.
+        let blocked = [NetworkPolicyCheck.Need(what: "api elsewhere", port: 6443, address: "203.0.113.11"),
+                       NetworkPolicyCheck.Need(what: "registry 5000", port: 5000, address: "198.51.100.4")]
+        #expect(NetworkPolicyCheck.missing([p], podLabels: Self.labels, egress: blocked)?.map(\.what) == ["api elsewhere", "registry 5000"])
+        #expect(NetworkPolicyCheck.missing([p], podLabels: Self.labels, ingress: [.init(what: "metrics", port: 8080, address: nil, portName: "metrics")]) == [])
+        #expect(NetworkPolicyCheck.missing([p], podLabels: ["app": "other"], egress: blocked) == nil, "a policy for other Pods restricts nothing")
+    }
+
+    @Test func policySemantics() throws {
+        let dns = NetworkPolicyCheck.Need(what: "dns", port: 53, proto: "UDP", address: nil)
+        let out = NetworkPolicyCheck.Need(what: "out", port: 443, address: "192.0.2.9")
+        // Ingress-only policy (policyTypes absent, no egress rules): egress unrestricted.
+        #expect(NetworkPolicyCheck.missing([try Self.policy(#"{"podSelector":{},"ingress":[]}"#)], podLabels: Self.labels, egress: [out]) == nil)
+        // Egress deny-all.
+        let deny = try Self.policy(#"{"podSelector":{},"policyTypes":["Egress"]}"#)
+        #expect(NetworkPolicyCheck.missing([deny], podLabels: Self.labels, egress: [dns, out])?.count == 2)
+        // A second policy adds to the first (union).
+        let allowAll443 = try Self.policy(#"{"podSelector":{"matchLabels":{"app.kubernetes.io/name":"kubetrace-operator"}},"policyTypes":["Egress"],"egress":[{"ports":[{"port":443}]}]}"#)
+        #expect(NetworkPolicyCheck.missing([deny, allowAll443], podLabels: Self.labels, egress: [dns, out])?.map(\.what) == ["dns"])
+        // ipBlock except; a namespace selector does not reach an outside address; port ranges.
+        let except = try Self.policy(#"{"podSelector":{},"policyTypes":["Egress"],"egress":[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24","except":["192.0.2.8/29"]}}]}]}"#)
+        #expect(NetworkPolicyCheck.missing([except], podLabels: Self.labels, egress: [out])?.count == 1)
+        let selector = try Self.policy(#"{"podSelector":{},"policyTypes":["Egress"],"egress":[{"to":[{"namespaceSelector":{}}],"ports":[{"port":53,"protocol":"UDP"},{"port":400,"endPort":500}]}]}"#)
+        #expect(NetworkPolicyCheck.missing([selector], podLabels: Self.labels, egress: [dns, out])?.map(\.what) == ["out"])
+        let range = try Self.policy(#"{"podSelector":{},"policyTypes":["Egress"],"egress":[{"ports":[{"port":400,"endPort":500}]}]}"#)
+        #expect(NetworkPolicyCheck.missing([range], podLabels: Self.labels, egress: [out]) == [])
+        // matchExpressions select the Pod or not.
+        let notIn = try Self.policy(#"{"podSelector":{"matchExpressions":[{"key":"app.kubernetes.io/name","operator":"NotIn","values":["kubetrace-operator"]}]},"policyTypes":["Egress"]}"#)
+        #expect(NetworkPolicyCheck.missing([notIn], podLabels: Self.labels, egress: [out]) == nil)
+    }
+
+    @Test func memoryFollowsTheMeasuredRule() {
+        // 48 MiB + 1,100 B per object, × 1.5, rounded up to 16 MiB; limit twice that.
+        #expect(MemorySizing.forObjects(0) == MemorySizing(requestMiB: 80, limitMiB: 160))
+        #expect(MemorySizing.defaults == MemorySizing(requestMiB: 112, limitMiB: 224))
+        #expect(MemorySizing.forObjects(100_000) == MemorySizing(requestMiB: 240, limitMiB: 480))
+        #expect(MemorySizing.forObjects(1_000_000).requestMiB > MemorySizing.forObjects(100_000).requestMiB * 5)
     }
 }

@@ -23,6 +23,10 @@ public struct ManifestInputs: Sendable {
     /// Opt-in namespaces beyond the operator's own, and the accounts kept there.
     public var targetNamespaces: TargetNamespaces?
     public var targetServiceAccounts: [String] = []
+    /// The NetworkPolicy for the operator's Pods; nil leaves it out.
+    public var networkPolicy: NetworkPolicyInputs? = NetworkPolicyInputs()
+    /// Container memory request and limit (`--size-from-cluster` measures them).
+    public var memory = MemorySizing.defaults
 }
 
 /// Renders the install manifest: one multi-document YAML, in apply order.
@@ -91,7 +95,7 @@ public enum ManifestRenderer {
             .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.operatorBinding)),
                   ("subjects", .list([.map([("kind", "ServiceAccount"), ("name", .string(n.operatorServiceAccount)), ("namespace", .string(n.namespace))])])),
                   ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.operatorRole))]))]),
-        ] + targetDocuments(m, rules: rules) + [deployment(m)]
+        ] + targetDocuments(m, rules: rules) + (m.networkPolicy.map { [networkPolicy(m, $0)] } ?? []) + [deployment(m)]
     }
 
     /// RBAC in the target namespaces: a Role and RoleBinding in each listed one, or a
@@ -166,7 +170,8 @@ public enum ManifestRenderer {
             ])),
             ("livenessProbe", probe("/healthz", 10)),
             ("readinessProbe", probe("/readyz", 5)),
-            ("resources", .map([("requests", .map([("cpu", "50m"), ("memory", "96Mi")])), ("limits", .map([("cpu", "500m"), ("memory", "192Mi")]))])),
+            ("resources", .map([("requests", .map([("cpu", "50m"), ("memory", .string("\(m.memory.requestMiB)Mi"))])),
+                                ("limits", .map([("cpu", "500m"), ("memory", .string("\(m.memory.limitMiB)Mi"))]))])),
             ("securityContext", .map([
                 ("allowPrivilegeEscalation", false), ("readOnlyRootFilesystem", true), ("runAsNonRoot", true), ("runAsUser", 65532), ("runAsGroup", 65532),
                 ("capabilities", .map([("drop", .list(["ALL"]))])), ("seccompProfile", .map([("type", "RuntimeDefault")])),
