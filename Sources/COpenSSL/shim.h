@@ -234,4 +234,87 @@ done:
     ERR_clear_error();
     return ok;
 }
+// ---- The age file format's primitives (X25519, HKDF-SHA256, HMAC-SHA256,
+// ChaCha20-Poly1305), for encrypted credential backups. Each returns 1 on success.
+#include <openssl/kdf.h>
+
+static inline int kt_random(unsigned char *out, size_t len) {
+    return RAND_bytes(out, (int)len) == 1;
+}
+
+/// The X25519 public key of a 32-byte private key.
+static inline int kt_x25519_public(const unsigned char priv[32], unsigned char pub[32]) {
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
+    size_t len = 32;
+    int ok = k && EVP_PKEY_get_raw_public_key(k, pub, &len) == 1 && len == 32;
+    EVP_PKEY_free(k);
+    ERR_clear_error();
+    return ok;
+}
+
+/// X25519(priv, peer). Fails (0) on an all-zero result, as age requires.
+static inline int kt_x25519(const unsigned char priv[32], const unsigned char peer[32], unsigned char out[32]) {
+    int ok = 0;
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, priv, 32);
+    EVP_PKEY *p = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, peer, 32);
+    EVP_PKEY_CTX *ctx = k ? EVP_PKEY_CTX_new(k, NULL) : NULL;
+    size_t len = 32;
+    if (!k || !p || !ctx) goto done;
+    if (EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, p) != 1) goto done;
+    if (EVP_PKEY_derive(ctx, out, &len) != 1 || len != 32) goto done;
+    unsigned char acc = 0;
+    for (int i = 0; i < 32; i++) acc |= out[i];
+    ok = acc != 0;
+done:
+    EVP_PKEY_CTX_free(ctx); EVP_PKEY_free(p); EVP_PKEY_free(k);
+    ERR_clear_error();
+    return ok;
+}
+
+/// HKDF-SHA256 (RFC 5869), extract then expand.
+static inline int kt_hkdf_sha256(const unsigned char *ikm, size_t ikmLen, const unsigned char *salt, size_t saltLen,
+                                 const unsigned char *info, size_t infoLen, unsigned char *out, size_t outLen) {
+    int ok = 0;
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    if (!ctx || EVP_PKEY_derive_init(ctx) != 1) goto done;
+    if (EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) != 1) goto done;
+    if (EVP_PKEY_CTX_set1_hkdf_salt(ctx, saltLen ? salt : (const unsigned char *)"", (int)saltLen) != 1) goto done;
+    if (EVP_PKEY_CTX_set1_hkdf_key(ctx, ikm, (int)ikmLen) != 1) goto done;
+    if (infoLen && EVP_PKEY_CTX_add1_hkdf_info(ctx, info, (int)infoLen) != 1) goto done;
+    ok = EVP_PKEY_derive(ctx, out, &outLen) == 1;
+done:
+    EVP_PKEY_CTX_free(ctx);
+    ERR_clear_error();
+    return ok;
+}
+
+static inline int kt_hmac_sha256(const unsigned char *key, size_t keyLen, const unsigned char *msg, size_t len, unsigned char out[32]) {
+    size_t outLen = 0;
+    int ok = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, keyLen, msg, len, out, 32, &outLen) != NULL && outLen == 32;
+    ERR_clear_error();
+    return ok;
+}
+
+/// ChaCha20-Poly1305 (RFC 8439), no associated data. seal: out = ciphertext || 16-byte tag (len + 16 bytes);
+/// open: in = ciphertext || tag (len >= 16), out gets len - 16 bytes; 0 when the tag does not verify.
+static inline int kt_chacha20poly1305(int seal, const unsigned char key[32], const unsigned char nonce[12],
+                                      const unsigned char *in, size_t len, unsigned char *out) {
+    int ok = 0, n = 0, f = 0;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (!ctx) return 0;
+    if (!seal && len < 16) goto done;
+    size_t body = seal ? len : len - 16;
+    if (EVP_CipherInit_ex(ctx, EVP_chacha20_poly1305(), NULL, NULL, NULL, seal) != 1) goto done;
+    if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1) goto done;
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, key, nonce, seal) != 1) goto done;
+    if (!seal && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, (void *)(in + body)) != 1) goto done;
+    if (body > 0 && EVP_CipherUpdate(ctx, out, &n, in, (int)body) != 1) goto done;
+    if (EVP_CipherFinal_ex(ctx, out + n, &f) != 1) goto done;
+    if (seal && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, out + body) != 1) goto done;
+    ok = 1;
+done:
+    EVP_CIPHER_CTX_free(ctx);
+    ERR_clear_error();
+    return ok;
+}
 #endif
