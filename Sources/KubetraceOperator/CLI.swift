@@ -80,7 +80,8 @@ struct KubetraceOperatorCommand: AsyncParsableCommand {
         commandName: "kubetrace-operator",
         abstract: "Keeps a cluster's Kubetrace credentials alive and its image-pull and RBAC plumbing intact.",
         version: kubetraceVersion,
-        subcommands: [RunCommand.self, ManifestCommand.self, DoctorCommand.self, EventsCommand.self, VersionCommand.self])
+        subcommands: [RunCommand.self, ManifestCommand.self, DoctorCommand.self, EventsCommand.self,
+                      BackupCommand.self, RestoreCommand.self, VersionCommand.self])
 }
 
 /// Options every command that talks to a cluster shares. Flags win over the

@@ -137,9 +137,13 @@ extension ManifestCommand {
 
 /// Writes owner-only, whole or not at all (temporary file, then rename).
 func writePrivately(_ text: String, to path: String) throws {
+    try writePrivately(Data(text.utf8), to: path)
+}
+
+func writePrivately(_ bytes: Data, to path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+    guard FileManager.default.createFile(atPath: tmp, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
         throw CLIError.configuration("--output: cannot write \(path)")
     }
     if rename(tmp, path) != 0 {

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Foundation
+import KubeClient
+
+/// The backup's plaintext: a `v1 List` of the Secrets, so `age -d -i key FILE | kubectl apply -f -` also restores it.
+struct SecretBackup: Codable {
+    var apiVersion = "v1"
+    var kind = "List"
+    var items: [Secret]
+
+    static let droppedAnnotations: Set<String> = ["kubectl.kubernetes.io/last-applied-configuration"]
+
+    /// Only what recreating the Secret needs: no uid, resourceVersion, timestamps or managed fields.
+    static func portable(_ s: Secret) -> Secret {
+        var meta = ObjectMeta(name: s.metadata.name, namespace: s.metadata.namespace, labels: s.metadata.labels,
+                              annotations: s.metadata.annotations?.filter { !droppedAnnotations.contains($0.key) })
+        if meta.annotations?.isEmpty == true { meta.annotations = nil }
+        var out = Secret(metadata: meta, type: s.type, data: s.data)
+        out.immutable = s.immutable
+        return out
+    }
+}
+
+/// `kubetrace-operator backup`: the operator's credentials, encrypted to age recipients.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Export the operator credentials (operator, registry and kubeconfig Secrets) encrypted in the age format.",
+        discussion: "Decrypt with `kubetrace-operator restore --identity KEYFILE FILE` or `age -d -i KEYFILE FILE`. The plaintext is never written to disk.")
+
+    @OptionGroup var cluster: ClusterOptions
+    @Option(help: ArgumentHelp("An age X25519 recipient (age1…, from age-keygen); repeat for several.", valueName: "age1…")) var recipient: [String] = []
+    @Option(help: ArgumentHelp("Where to write the encrypted backup (mode 0600), or - for stdout.", valueName: "file|-")) var output: String
+
+    func run() async throws {
+        guard !recipient.isEmpty else { throw CLIError.configuration("--recipient: at least one age recipient (age1…) is required") }
+        var recipients: [AgeRecipient] = []
+        for r in recipient {
+            do { recipients.append(try AgeRecipient(parsing: r)) } catch { throw CLIError.configuration("--recipient \"\(r.prefix(70))\": \(error)") }
+        }
+        var connection = try cluster.loadConnection()
+        var names = ObjectNames()
+        if let ns = cluster.namespace ?? ProcessInfo.processInfo.environment["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
+        connection.namespace = names.namespace
+        let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
+
+        var items: [Secret] = []
+        var missing: [String] = []
+        for name in [names.operatorSecret, names.registrySecret, names.kubeconfigSecret] {
+            do {
+                items.append(SecretBackup.portable(try await client.get(Secret.self, namespace: names.namespace, name: name)))
+            } catch let e as KubeClientError where e.status?.code == 404 {
+                missing.append(name)
+            } catch let e as KubeClientError where e.code == .api {
+                throw CLIError.runtime("reading Secret \(names.namespace)/\(name): \(Doctor.describe(e))")
+            }
+        }
+        guard !items.isEmpty else { throw CLIError.runtime("nothing to back up: none of the Secrets \(missing.joined(separator: ", ")) exists in \(names.namespace)") }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var plaintext = [UInt8](try encoder.encode(SecretBackup(items: items)))
+        defer { for i in plaintext.indices { plaintext[i] = 0 } }
+        let sealed = try Age.encrypt(plaintext, to: recipients)
+        if output == "-" {
+            FileHandle.standardOutput.write(Data(sealed))
+        } else {
+            try writePrivately(Data(sealed), to: output)
+        }
+        var note = "kubetrace-operator: backed up \(items.map { "\(names.namespace)/\($0.metadata.name ?? "")" }.joined(separator: ", ")) to \(output == "-" ? "stdout" : output)"
+        note += " for \(recipients.count) recipient\(recipients.count == 1 ? "" : "s")"
+        if !missing.isEmpty { note += "; not found (skipped): \(missing.joined(separator: ", "))" }
+        FileHandle.standardError.write(Data((note + "\n").utf8))
+    }
+}
+
+/// `kubetrace-operator restore`: decrypts a backup and puts the Secrets back without overwriting newer ones.
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Apply an encrypted credential backup: create missing Secrets; leave differing ones unless --overwrite.",
+        discussion: "The whole file is decrypted and authenticated in memory before anything is written; a wrong identity, a truncated or altered file changes nothing (exit 2).")
+
+    @OptionGroup var cluster: ClusterOptions
+    @Option(help: ArgumentHelp("age identity file (AGE-SECRET-KEY-1… lines, from age-keygen).", valueName: "keyfile")) var identity: String
+    @Flag(help: "Replace Secrets whose content differs from the backup (guarded by their resourceVersion).") var overwrite = false
+    @Argument(help: ArgumentHelp("The encrypted backup.", valueName: "file")) var file: String
+
+    enum Action: String { case created, unchanged, kept, replaced, conflict }
+
+    func run() async throws {
+        guard let keyData = FileManager.default.contents(atPath: identity) else { throw CLIError.configuration("--identity: cannot read \(identity)") }
+        let identities: [AgeIdentity]
+        do { identities = try AgeIdentity.parseFile(String(decoding: keyData, as: UTF8.self)) } catch {
+            throw CLIError.configuration("--identity \(identity): \(error)")
+        }
+        guard let sealed = FileManager.default.contents(atPath: file) else { throw CLIError.configuration("\(file): cannot read") }
+        var plaintext: [UInt8]
+        do { plaintext = try Age.decrypt([UInt8](sealed), identities: identities) } catch let e as Age.Failure {
+            throw CLIError.configuration("\(file): \(e)\(e == .noMatchingIdentity ? " (tried \(identities.count) identit\(identities.count == 1 ? "y" : "ies") from \(identity))" : "")")
+        }
+        defer { for i in plaintext.indices { plaintext[i] = 0 } }
+        let backup: SecretBackup
+        do { backup = try JSONDecoder().decode(SecretBackup.self, from: Data(plaintext)) } catch {
+            throw CLIError.configuration("\(file): decrypted, but not a kubetrace-operator backup (a v1 List of Secrets)")
+        }
+        var names = ObjectNames()
+        let env = ProcessInfo.processInfo.environment
+        let targetNamespace = cluster.namespace ?? env["POD_NAMESPACE"]
+        if let ns = targetNamespace, !ns.isEmpty { names.namespace = ns }
+        let allowed: Set<String> = [names.operatorSecret, names.registrySecret, names.kubeconfigSecret]
+        for (i, item) in backup.items.enumerated() {
+            guard item.kind == nil || item.kind == "Secret", let name = item.metadata.name, allowed.contains(name) else {
+                throw CLIError.configuration("\(file): items[\(i)] is not one of the operator's Secrets (\(allowed.sorted().joined(separator: ", ")))")
+            }
+        }
+        var connection = try cluster.loadConnection()
+        connection.namespace = names.namespace
+        let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
+
+        var results: [(String, Action, String)] = []
+        for item in backup.items {
+            var desired = SecretBackup.portable(item)
+            let ns = (targetNamespace?.isEmpty == false ? targetNamespace : nil) ?? item.metadata.namespace ?? names.namespace
+            desired.metadata.namespace = ns
+            let name = desired.metadata.name ?? ""
+            let (action, detail) = try await apply(desired, client: client)
+            results.append(("\(ns)/\(name)", action, detail))
+        }
+        var text = ""
+        for (object, action, detail) in results { text += "\(action.rawValue) \(object)\(detail.isEmpty ? "" : " (\(detail))")\n" }
+        FileHandle.standardOutput.write(Data(text.utf8))
+        if results.contains(where: { $0.1 == .conflict }) { throw ExitCode(ExitStatus.runtimeFailure) }
+    }
+
+    /// One Secret: created when missing, left alone when equal, replaced only with
+    /// `--overwrite` and only if nobody changed it since it was read.
+    private func apply(_ desired: Secret, client: KubeClient) async throws -> (Action, String) {
+        let ns = desired.metadata.namespace ?? "", name = desired.metadata.name ?? ""
+        let existing: Secret
+        do {
+            existing = try await client.get(Secret.self, namespace: ns, name: name)
+        } catch let e as KubeClientError where e.status?.code == 404 {
+            do {
+                _ = try await client.create(desired)
+                return (.created, "")
+            } catch let e as KubeClientError where e.status?.code == 409 {
+                return (.conflict, "created by someone else meanwhile; run restore again to compare")
+            } catch let e as KubeClientError where e.code == .api {
+                throw CLIError.runtime("creating Secret \(ns)/\(name): \(Doctor.describe(e))")
+            }
+        } catch let e as KubeClientError where e.code == .api {
+            throw CLIError.runtime("reading Secret \(ns)/\(name): \(Doctor.describe(e))")
+        }
+        if existing.type == desired.type, (existing.data ?? [:]) == (desired.data ?? [:]) { return (.unchanged, "") }
+        guard overwrite else { return (.kept, "differs from the backup; --overwrite replaces it") }
+        guard existing.type == desired.type else {
+            return (.kept, "its type is \(existing.type ?? "Opaque"), the backup's \(desired.type ?? "Opaque"); a type cannot change: delete it first")
+        }
+        var replacement = existing
+        replacement.data = desired.data
+        replacement.metadata.labels = desired.metadata.labels ?? existing.metadata.labels
+        do {
+            _ = try await client.update(replacement)
+            return (.replaced, "")
+        } catch let e as KubeClientError where e.status?.code == 409 {
+            return (.conflict, "changed by someone else meanwhile; not overwritten")
+        } catch let e as KubeClientError where e.code == .api {
+            throw CLIError.runtime("replacing Secret \(ns)/\(name): \(Doctor.describe(e))")
+        }
+    }
+}
