@@ -80,7 +80,7 @@ struct KubetraceOperatorCommand: AsyncParsableCommand {
         commandName: "kubetrace-operator",
         abstract: "Keeps a cluster's Kubetrace credentials alive and its image-pull and RBAC plumbing intact.",
         version: kubetraceVersion,
-        subcommands: [RunCommand.self, ManifestCommand.self, DoctorCommand.self, EventsCommand.self,
+        subcommands: [RunCommand.self, ManifestCommand.self, DoctorCommand.self, EventsCommand.self, StatusCommand.self,
                       BackupCommand.self, RestoreCommand.self, VersionCommand.self])
 }
 

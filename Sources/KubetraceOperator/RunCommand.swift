@@ -123,6 +123,7 @@ struct RunCommand: AsyncParsableCommand {
         guard idle >= 1 else { throw CLIError.configuration("--watch-idle-timeout: must be at least 1s") }
 
         var elector: LeaderElector?
+        var watchHealth: WatchHealthBox?
         if try boolean(leaderElect, "--leader-elect", "LEADER_ELECT", env) ?? true {
             var timing = LeaderElector.Timing()
             if let d = try duration(leaseDuration, "--lease-duration", "LEASE_DURATION") { timing.leaseDuration = d }
@@ -132,7 +133,10 @@ struct RunCommand: AsyncParsableCommand {
                 throw CLIError.configuration("--lease-duration, --renew-deadline, --retry-period: need lease duration > renew deadline > retry period > 0 (defaults 15s, 10s, 2s)")
             }
             let identity = "\(config.instance)_\(UUID().uuidString.lowercased().prefix(8))"
-            elector = LeaderElector(client: client, namespace: names.namespace, name: names.lease, identity: identity, timing: timing, logger: logger)
+            let health = WatchHealthBox()
+            elector = LeaderElector(client: client, namespace: names.namespace, name: names.lease, identity: identity, timing: timing, logger: logger,
+                                    annotations: { health.annotations() })
+            watchHealth = health
         } else {
             // Without election this process always leads.
             Gauge(label: "kubetrace_leader", dimensions: []).record(1)
@@ -143,6 +147,7 @@ struct RunCommand: AsyncParsableCommand {
         if config.vultr != nil { mint = { _ = try await refresh.refreshRegistry() } }
         let idleTimeout = Duration.milliseconds(Int64(idle * 1000))
         let repair = RepairService(client: client, configuration: repairConfig, logger: logger, watchIdleTimeout: idleTimeout, fetchFresh: mint)
+        watchHealth?.attach { repair.watchStats }
         let health = LoopHealth()
         let service = OperatorService(refresh: refresh, repair: repair, elector: elector, health: health, logger: logger)
         let notifier = SystemdNotifier(logger: logger)

@@ -11,14 +11,15 @@ final class OperatorProcess: @unchecked Sendable {
     let exited: AsyncStream<Int32>
     private let drained = DispatchGroup()
 
-    init(_ args: [String], dir: TempDir, name: String, environment: [String: String] = [:], stderrFile: String? = nil) throws {
+    /// `stdoutToo`: stdout goes to `lines` as well (for commands whose output is the point).
+    init(_ args: [String], dir: TempDir, name: String, environment: [String: String] = [:], stderrFile: String? = nil, stdoutToo: Bool = false) throws {
         process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
         process.arguments = args
         var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
         env.merge(environment) { _, n in n }
         process.environment = env
-        process.standardOutput = FileHandle.nullDevice
         let pipe = Pipe()
+        process.standardOutput = stdoutToo ? pipe : FileHandle.nullDevice
         if let stderrFile {
             process.standardError = FileHandle(forWritingAtPath: stderrFile)
         } else {

@@ -135,9 +135,13 @@ public struct RefreshService: Sendable {
             secret.data = data
             var annotations = secret.metadata.annotations ?? [:]
             annotations[ReadOnlyKubeconfig.expiryAnnotation] = RFC3339.format(expiresAt)
+            annotations[Self.refreshedAtAnnotation] = RFC3339.format(Date())
             secret.metadata.annotations = annotations
         }
     }
+
+    /// When the operator last wrote a credential into its Secret (for `status`).
+    static let refreshedAtAnnotation = "kubetrace.net/refreshed-at"
 
     // MARK: the operator token
 
@@ -172,11 +176,10 @@ public struct RefreshService: Sendable {
             var data = secret.data ?? [:]
             data["operator_token"] = SecretBytes(token.value)
             secret.data = data
-            if let expiresAt {
-                var a = secret.metadata.annotations ?? [:]
-                a["kubetrace.net/operator-token-expires-at"] = RFC3339.format(expiresAt)
-                secret.metadata.annotations = a
-            }
+            var a = secret.metadata.annotations ?? [:]
+            if let expiresAt { a["kubetrace.net/operator-token-expires-at"] = RFC3339.format(expiresAt) }
+            a[Self.refreshedAtAnnotation] = RFC3339.format(Date())
+            secret.metadata.annotations = a
         }
         logger.info("operator token rotated", metadata: ["event": "operator_token_rotated"])
     }
@@ -220,6 +223,7 @@ public struct RefreshService: Sendable {
             secret.data = [".dockerconfigjson": SecretBytes(doc.jsonBytes())]
             var a = secret.metadata.annotations ?? [:]
             if let expiresAt { a["kubetrace.net/registry-expires-at"] = RFC3339.format(expiresAt) } else { a["kubetrace.net/registry-expires-at"] = nil }
+            a[Self.refreshedAtAnnotation] = RFC3339.format(Date())
             secret.metadata.annotations = a
         }
     }

@@ -28,7 +28,13 @@ public final class LeaderElector: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let wakeup = Wakeup()
 
-    public init(client: KubeClient, namespace: String, name: String, identity: String, timing: Timing = Timing(), logger: Logger) {
+    /// Annotations the holder stamps on the Lease at each acquire and renew (the
+    /// watch-health record `status` reads); no extra writes.
+    let annotations: @Sendable () -> [String: String]
+
+    public init(client: KubeClient, namespace: String, name: String, identity: String, timing: Timing = Timing(), logger: Logger,
+                annotations: @escaping @Sendable () -> [String: String] = { [:] }) {
+        self.annotations = annotations
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -119,6 +125,8 @@ public final class LeaderElector: Sendable {
                 let spec = Lease.Spec(holderIdentity: identity, leaseDurationSeconds: Int(timing.leaseDuration), acquireTime: micro, renewTime: micro, leaseTransitions: 0)
                 var meta = ObjectMeta(name: name, namespace: namespace)
                 meta.labels = ["app.kubernetes.io/managed-by": "kubetrace-operator"]
+                let extra = annotations()
+                if !extra.isEmpty { meta.annotations = extra }
                 let created = try await client.create(Lease(metadata: meta, spec: spec), namespace: namespace)
                 observe(created.spec)
                 return true
@@ -142,6 +150,8 @@ public final class LeaderElector: Sendable {
                 next.leaseTransitions = (spec.leaseTransitions ?? 0) + (held ? 1 : 0)
             }
             updated.spec = next
+            let extra = annotations()
+            if !extra.isEmpty { updated.metadata.annotations = (updated.metadata.annotations ?? [:]).merging(extra) { _, new in new } }
             let written = try await client.update(updated)
             observe(written.spec)
             return true
