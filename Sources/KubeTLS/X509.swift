@@ -1,7 +1,7 @@
 import COpenSSL
 public import Foundation
 
-/// X.509 facts and certificate issuance over libcrypto (the only file that imports the shim).
+/// X.509 facts and certificate issuance over libcrypto (KubeTLS is the only target that imports the shim).
 public enum X509 {
     /// The validity window of the first certificate in a PEM document.
     public static func validity(pem: String) throws(X509Error) -> ClosedRange<Date> {

@@ -44,6 +44,21 @@ struct ManifestCommand: AsyncParsableCommand {
         if given && (registryUsername == nil || registryPasswordFile == nil) { throw ValidationError("--registry-username and --registry-password-file go together") }
         if !viaVultr && !given { throw ValidationError("registry credentials are required: --vultr-api-key-file and --registry-id, or --registry-username and --registry-password-file") }
         if !(60...2_592_000).contains(registryExpirySeconds) { throw ValidationError("--registry-expiry-seconds: must be between 60 and 2592000") }
+        try Self.checkImage(image)
+    }
+
+    /// `repo[:tag]` or `repo@sha256:<64 hex>` (pinned; recommended): a digest must be whole.
+    static func checkImage(_ image: String) throws {
+        guard !image.isEmpty, !image.contains(where: \.isWhitespace) else { throw ValidationError("--image: \"\(image)\" is not an image reference") }
+        let parts = image.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+        guard !parts[0].isEmpty, !parts[0].hasSuffix(":"), !parts[0].hasPrefix("/") else { throw ValidationError("--image: \"\(image)\" has no repository") }
+        if parts.count == 2 {
+            let digest = parts[1]
+            let hex = digest.dropFirst("sha256:".count)
+            guard digest.hasPrefix("sha256:"), hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+                throw ValidationError("--image: the digest \"\(digest)\" must be sha256: followed by 64 lower-case hex digits")
+            }
+        }
     }
 
     func run() async throws {

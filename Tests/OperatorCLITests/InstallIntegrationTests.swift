@@ -83,6 +83,8 @@ import Testing
                 ({ $0 += ["--api-server-cidr", "10.0.0.1,api.example.com"] }, "--api-server-cidr: \"api.example.com\" is not a CIDR"),
                 ({ $0 += ["--ingress-namespace-selector", "team"] }, "--ingress-namespace-selector: \"team\" is not key=value"),
                 ({ $0 += ["--network-policy", "maybe"] }, "--network-policy: \"maybe\" is not true or false"),
+                ({ $0 += ["--image", "blr.vultrcr.com/kubetrace/kubetrace-operator@sha256:abc"] }, "--image: the digest \"sha256:abc\" must be sha256: followed by 64 lower-case hex digits"),
+                ({ $0 += ["--image", "@sha256:" + String(repeating: "a", count: 64)] }, "has no repository"),
             ]
             for (change, message) in cases {
                 let r = try await run(change)
@@ -104,8 +106,8 @@ import Testing
             let s = try await setup(cluster)
             let client = try await cliClient(cluster)
             for ns in ["kubetrace-system", "team-a", "elsewhere"] { _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns))) }
-            // 1,100 Pods in watched namespaces (more than two pages of 500), 50 elsewhere.
-            for (ns, count) in [("kubetrace-system", 600), ("team-a", 500), ("elsewhere", 50)] {
+            // 540 Pods in watched namespaces (510 in one: a second page of 500), 20 elsewhere.
+            for (ns, count) in [("kubetrace-system", 510), ("team-a", 30), ("elsewhere", 20)] {
                 for i in 0..<count {
                     let pod = #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p-\#(i)"},"spec":{"containers":[{"name":"c","image":"x"}]}}"#
                     _ = try await client.request("POST", path: "/api/v1/namespaces/\(ns)/pods", body: Array(pod.utf8))
@@ -113,15 +115,17 @@ import Testing
             }
             for ns in ["kubetrace-system", "team-a"] { _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "builder", namespace: ns))) }
             let out = "\(s.dir.path)/m.yaml"
-            let r = try await runCLI(manifestArgs(s, output: out) + ["--target-namespaces", "team-a", "--size-from-cluster"])
+            let pinned = "registry.example/kubetrace-operator@sha256:" + String(repeating: "0f", count: 32)
+            let r = try await runCLI(manifestArgs(s, output: out) + ["--target-namespaces", "team-a", "--size-from-cluster", "--image", pinned])
             #expect(r.status == 0, "\(r.stderr)")
             let accounts = try await client.list(ServiceAccount.self, namespace: "kubetrace-system").items.count + client.list(ServiceAccount.self, namespace: "team-a").items.count
-            let total = 1_100 + accounts
-            #expect(r.stderr.contains("--size-from-cluster: \(total) objects to watch (1100 Pods, \(accounts) ServiceAccounts, 0 pull Secrets)"), "\(r.stderr)")
+            let total = 540 + accounts
+            #expect(r.stderr.contains("--size-from-cluster: \(total) objects to watch (540 Pods, \(accounts) ServiceAccounts, 0 pull Secrets)"), "\(r.stderr)")
             let sizing = MemorySizing.forObjects(total)
             #expect(sizing != MemorySizing.defaults)
             let yaml = try String(contentsOfFile: out, encoding: .utf8)
             #expect(yaml.contains("memory: \(sizing.requestMiB)Mi") && yaml.contains("memory: \(sizing.limitMiB)Mi"), "\(sizing)")
+            #expect(yaml.contains("image: \"\(pinned)\""), "a pinned digest goes into the Deployment as given")
 
             // A ServiceAccount with no permissions: the 403 names the resource; nothing written.
             _ = try await client.create(ServiceAccount(metadata: ObjectMeta(name: "nobody", namespace: "elsewhere")))

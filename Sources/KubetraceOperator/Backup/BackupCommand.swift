@@ -140,13 +140,8 @@ struct RestoreCommand: AsyncParsableCommand {
         do {
             existing = try await client.get(Secret.self, namespace: ns, name: name)
         } catch let e as KubeClientError where e.status?.code == 404 {
-            do {
+            return try await write("creating", ns, name, done: .created, conflict: "created by someone else meanwhile; run restore again to compare") {
                 _ = try await client.create(desired)
-                return (.created, "")
-            } catch let e as KubeClientError where e.status?.code == 409 {
-                return (.conflict, "created by someone else meanwhile; run restore again to compare")
-            } catch let e as KubeClientError where e.code == .api {
-                throw CLIError.runtime("creating Secret \(ns)/\(name): \(Doctor.describe(e))")
             }
         } catch let e as KubeClientError where e.code == .api {
             throw CLIError.runtime("reading Secret \(ns)/\(name): \(Doctor.describe(e))")
@@ -159,13 +154,20 @@ struct RestoreCommand: AsyncParsableCommand {
         var replacement = existing
         replacement.data = desired.data
         replacement.metadata.labels = desired.metadata.labels ?? existing.metadata.labels
-        do {
+        return try await write("replacing", ns, name, done: .replaced, conflict: "changed by someone else meanwhile; not overwritten") {
             _ = try await client.update(replacement)
-            return (.replaced, "")
+        }
+    }
+
+    /// A create or a resourceVersion-guarded update: a 409 is reported, never retried over.
+    private func write(_ verb: String, _ ns: String, _ name: String, done: Action, conflict: String, _ body: () async throws -> Void) async throws -> (Action, String) {
+        do {
+            try await body()
+            return (done, "")
         } catch let e as KubeClientError where e.status?.code == 409 {
-            return (.conflict, "changed by someone else meanwhile; not overwritten")
+            return (.conflict, conflict)
         } catch let e as KubeClientError where e.code == .api {
-            throw CLIError.runtime("replacing Secret \(ns)/\(name): \(Doctor.describe(e))")
+            throw CLIError.runtime("\(verb) Secret \(ns)/\(name): \(Doctor.describe(e))")
         }
     }
 }

@@ -25,11 +25,8 @@ struct StatusReport: Equatable {
     }
     struct Watch: Equatable {
         var name: String
-        var synced: Bool
-        var events: Int
-        var relists: Int
-        var reconnects: Int
-        var decodeErrors: Int
+        /// As the leader reported it.
+        var record: WatchHealthRecord.Watch
         var lastActivity: Date?
         /// ok, syncing, stalled (nothing for longer than the stall window).
         var state: String
@@ -97,8 +94,7 @@ struct StatusReport: Equatable {
         let watches = (record?.watches ?? [:]).sorted { $0.key < $1.key }.map { name, w -> Watch in
             let last = w.lastActivity.flatMap(RFC3339.parse)
             let state = !w.synced ? "syncing" : (last.map { now.timeIntervalSince($0) > stallWindow } ?? true) ? "stalled" : "ok"
-            return Watch(name: name, synced: w.synced, events: w.events, relists: w.relists, reconnects: w.reconnects, decodeErrors: w.decodeErrors,
-                         lastActivity: last, state: state)
+            return Watch(name: name, record: w, lastActivity: last, state: state)
         }
 
         // The most recent repairs first.
@@ -139,8 +135,8 @@ struct StatusReport: Equatable {
             ]),
             "watchesReportedAt": time(watchesReportedAt),
             "watches": .array(watches.map { w in .object([
-                "name": .string(w.name), "state": .string(w.state), "synced": .bool(w.synced), "events": .int(w.events),
-                "relists": .int(w.relists), "reconnects": .int(w.reconnects), "decodeErrors": .int(w.decodeErrors), "lastActivity": time(w.lastActivity),
+                "name": .string(w.name), "state": .string(w.state), "synced": .bool(w.record.synced), "events": .int(w.record.events),
+                "relists": .int(w.record.relists), "reconnects": .int(w.record.reconnects), "decodeErrors": .int(w.record.decodeErrors), "lastActivity": time(w.lastActivity),
             ]) }),
             "repairs": .array(repairs.map { r in .object([
                 "time": time(r.time), "reason": .string(r.reason), "type": .string(r.type), "object": .string(r.object),
@@ -184,7 +180,7 @@ struct StatusReport: Equatable {
             out += "  (no watch record on the Lease: " + (leader.state == "none" ? "leader election is off)\n" : "the leader has not reported yet)\n")
         } else {
             for w in watches {
-                out += pad(w.name, 34) + pad(w.synced ? "yes" : "no", 8) + pad("\(w.events)", 9) + pad("\(w.relists)", 9) + pad("\(w.reconnects)", 12)
+                out += pad(w.name, 34) + pad(w.record.synced ? "yes" : "no", 8) + pad("\(w.record.events)", 9) + pad("\(w.record.relists)", 9) + pad("\(w.record.reconnects)", 12)
                     + pad(ago(w.lastActivity), 15) + w.state + "\n"
             }
             if let at = watchesReportedAt { out += "  (reported by the leader \(ago(at)))\n" }
