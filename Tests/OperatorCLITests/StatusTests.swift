@@ -98,7 +98,7 @@ import Testing
             try await op.lines.waitFor("pull_secret_repaired", timeout: .seconds(30))
 
             // The one-shot JSON view, from the cluster only. The watch record rides on the
-            // Lease renewals (every 2 s): wait for one that lists the Secrets watch.
+            // Lease renewals (every 2 s): wait for one that shows the Secrets watch synced.
             let args = ["status", "--kubeconfig", s.kubeconfig, "--namespace", "kubetrace-system"]
             var doc = JSONValue.null
             let deadline = ContinuousClock.now + .seconds(20)
@@ -106,7 +106,8 @@ import Testing
                 let r = try await runCLI(args + ["--output", "json"])
                 #expect(r.status == 0, "\(r.stderr)")
                 doc = try JSONValue.parse(Array(r.stdout.utf8))
-                if doc["watches"]?.arrayValue?.contains(where: { $0["name"]?.stringValue == "secrets@kubetrace-system" }) == true,
+                // The record written at acquire time predates the initial sync: wait for one after it.
+                if doc["watches"]?.arrayValue?.contains(where: { $0["name"]?.stringValue == "secrets@kubetrace-system" && $0["synced"] == .bool(true) }) == true,
                    doc["repairs"]?.arrayValue?.isEmpty == false { break }
                 try await Task.sleep(for: .milliseconds(250))  // the next renewal; bounded by the deadline
             }
@@ -126,12 +127,13 @@ import Testing
             let docText = String(decoding: doc.jsonBytes(), as: UTF8.self)
             for canary in [cluster.operatorToken, BackupRestoreTests.pullCanary] { #expect(!text.stdout.contains(canary) && !docText.contains(canary)) }
 
-            // --watch --output json: one line now, another when a repair happens.
+            // --watch --output json: a line now; when the repair happens again, a line showing
+            // the aggregated Event's count 2 (keys are sorted: count comes first).
             let watcher = try OperatorProcess(args + ["--watch", "--output", "json"], dir: s.dir, name: "status", stdoutToo: true)
-            try await watcher.lines.waitFor("\"repairs\"", timeout: .seconds(20))
-            let before = watcher.lines.all.filter { $0.hasPrefix("{") }.count
+            try await watcher.lines.waitFor(#""repairs":[{"count":1,"note":"pull Secret deleted"#, timeout: .seconds(20))
+            #expect(!watcher.lines.all.contains { $0.contains(#""count":2,"note":"pull Secret deleted"#) })
             try await s.client.delete(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
-            try await watcher.lines.waitFor("\"repairs\"", count: before + 1, timeout: .seconds(20))
+            try await watcher.lines.waitFor(#""repairs":[{"count":2,"note":"pull Secret deleted"#, timeout: .seconds(20))
             #expect(try await watcher.stop(SIGTERM) == 0)
 
             // The TTY view under tmux.

@@ -138,9 +138,12 @@ final class StatusWatcher: Sendable {
                         guard s.synced.count == 3 else { continue }
                         let report = StatusReport.build(names: names, secrets: s.secrets, lease: s.lease, events: Array(s.events.values), now: Date())
                         if json {
-                            // One line per change of substance (the time alone is not a change).
+                            // One line per change of substance: the clock, the Lease's renewals
+                            // and the record's own timestamp (every 2 s) are not changes.
                             var comparable = report.json
                             comparable["time"] = nil
+                            comparable["watchesReportedAt"] = nil
+                            comparable["leader"]?["renewedAt"] = nil
                             if comparable == last { continue }
                             last = comparable
                             FileHandle.standardOutput.write(Data(report.json.jsonBytes() + [10]))
