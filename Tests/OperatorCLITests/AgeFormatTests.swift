@@ -62,7 +62,14 @@ import Testing
             let sealed = [UInt8](FileManager.default.contents(atPath: file) ?? Data())
             #expect(try Age.decrypt(sealed, identities: identities) == plain, "size \(size)")
             #expect(try Age.decrypt(sealed, identities: [other]) == plain, "size \(size), the other recipient")
+            // And armored (`age -a`).
+            let armored = "\(dir.path)/age-\(size).asc"
+            #expect(try await runTool("age", ["-a", "-r", key.recipient, "-o", armored, input]).status == 0)
+            #expect(try Age.decrypt([UInt8](FileManager.default.contents(atPath: armored) ?? Data()), identities: identities) == plain, "armored, size \(size)")
         }
+        // Cut armor: no END line.
+        let armoredText = try String(contentsOfFile: "\(dir.path)/age-300.asc", encoding: .utf8)
+        #expect(throws: Age.Failure.truncated) { try Age.decrypt(Array(armoredText.prefix(armoredText.count - 40).utf8), identities: identities) }
     }
 
     @Test func wrongKeysTruncationAndTamperingAreRefused() throws {

@@ -28,6 +28,22 @@ import Yams
         #expect(failing.stderr.contains("promtool test rules fails") && failing.stderr.contains("KubetraceNoLeader"), "\(failing.stderr)")
     }
 
+    /// `kubectl kustomize deploy/monitoring`: the four objects, the dashboard as the ConfigMap
+    /// Grafana's sidecar picks up, and the Service selecting the operator's Pods on its metrics port.
+    @Test func theKustomizationBuilds() async throws {
+        let r = try await runTool("kubectl", ["kustomize", Self.monitoring.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let docs = try Yams.load_all(yaml: r.stdout).compactMap { $0 as? [String: Any] }
+        #expect(docs.compactMap { $0["kind"] as? String }.sorted() == ["ConfigMap", "PrometheusRule", "Service", "ServiceMonitor"])
+        let configMap = docs.first { $0["kind"] as? String == "ConfigMap" }
+        #expect(((configMap?["metadata"] as? [String: Any])?["labels"] as? [String: Any])?["grafana_dashboard"] as? String == "1")
+        let dashboard = (configMap?["data"] as? [String: Any])?["kubetrace-operator-dashboard.json"] as? String ?? ""
+        #expect(try JSONSerialization.jsonObject(with: Data(dashboard.utf8)) is [String: Any])
+        let service = docs.first { $0["kind"] as? String == "Service" }?["spec"] as? [String: Any]
+        #expect((service?["selector"] as? [String: Any])?["app.kubernetes.io/name"] as? String == "kubetrace-operator")
+        #expect(((service?["ports"] as? [[String: Any]])?.first?["targetPort"] as? String) == "metrics")
+    }
+
     /// Metric names in a PromQL expression: selectors (`name{`) and every `kubetrace_…` token.
     static func metricNames(in expr: String) -> Set<String> {
         var names = Set<String>()

@@ -62,9 +62,29 @@ enum Age {
         return out
     }
 
+    static let armorBegin = "-----BEGIN AGE ENCRYPTED FILE-----"
+    static let armorEnd = "-----END AGE ENCRYPTED FILE-----"
+
+    /// The binary file inside `age -a` armor (PEM-style, 64-column padded base64);
+    /// nil when the input is not armored.
+    static func dearmor(_ file: [UInt8]) throws -> [UInt8]? {
+        let start = file.prefix { $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }.count
+        guard file.count - start >= armorBegin.utf8.count, Array(file[start..<start + armorBegin.utf8.count]) == Array(armorBegin.utf8) else { return nil }
+        guard let text = String(validating: file[start...], as: UTF8.self) else { throw Failure.malformedHeader("armor is not text") }
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        guard let end = lines.firstIndex(where: { $0 == armorEnd }) else { throw Failure.truncated }
+        let body = lines[1..<end]
+        guard body.dropLast().allSatisfy({ $0.count == 64 }), (body.last?.count ?? 0) <= 64, !body.isEmpty else {
+            throw Failure.malformedHeader("armor lines are not 64 columns")
+        }
+        guard let data = Data(base64Encoded: body.joined()) else { throw Failure.malformedHeader("armor is not base64") }
+        return [UInt8](data)
+    }
+
     /// Decrypts with the first identity that unwraps the file key; verifies the header
-    /// MAC and every chunk before returning anything.
-    static func decrypt(_ file: [UInt8], identities: [AgeIdentity]) throws -> [UInt8] {
+    /// MAC and every chunk before returning anything. Binary or `age -a` armored input.
+    static func decrypt(_ input: [UInt8], identities: [AgeIdentity]) throws -> [UInt8] {
+        let file = try dearmor(input) ?? input
         let (stanzas, macInput, mac, payloadStart) = try parseHeader(file)
         var fileKey: [UInt8]?
         for stanza in stanzas where stanza.type == "X25519" {
