@@ -222,7 +222,10 @@ struct Doctor {
         let container = template?["spec"]?["containers"]?.arrayValue?.first
         let apiURL = apiURL ?? container?["env"]?.arrayValue?.first { $0["name"]?.stringValue == "API_URL" }?["value"]?.stringValue
         var egress = [NetworkPolicyCheck.Need(what: "DNS udp/53", port: 53, proto: "UDP", address: nil)]
-        egress += [need("API server", endpoint(client.connection.server, defaultPort: 443)),
+        // As the Pods reach it: the endpoints behind default/kubernetes when readable, else the kubeconfig's server.
+        let apiServer = await APIServerEndpoints.read(client).map { (host: $0.addresses[0], port: $0.ports.first ?? 443) }
+            ?? endpoint(client.connection.server, defaultPort: 443)
+        egress += [need("API server", apiServer),
                    need("Kubetrace API", endpoint(apiURL, defaultPort: 443)),
                    need("registry", Self.hostPort(registryHost, defaultPort: 443))].compactMap { $0 }
         let metricsPort = container?["ports"]?.arrayValue?.first { $0["name"]?.stringValue == "metrics" }.flatMap { $0["containerPort"] }.flatMap(NetworkPolicyView.scalar).flatMap { Int($0) } ?? 8080

@@ -101,7 +101,18 @@ struct ManifestCommand: AsyncParsableCommand {
         if let raw = targetServiceAccounts ?? env["TARGET_SERVICE_ACCOUNTS"] {
             inputs.targetServiceAccounts = raw.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
-        inputs.networkPolicy = try networkPolicyInputs(connection)
+        var endpoints: APIServerEndpoints?
+        if try boolean(networkPolicy, "--network-policy", nil, [:]) ?? true, apiServerCidr == nil {
+            endpoints = await APIServerEndpoints.read(KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)"))
+        }
+        inputs.networkPolicy = try networkPolicyInputs(connection, endpoints: endpoints)
+        // Said once the manifest is written, so an error stays the only line.
+        var notes = ""
+        if let p = inputs.networkPolicy, apiServerCidr == nil {
+            let source = endpoints.map { _ in "the API server's endpoints (default/kubernetes) and the kubeconfig server" }
+                ?? "the kubeconfig server (the endpoints default/kubernetes could not be read; check them with kubectl get endpoints kubernetes -n default)"
+            notes += "kubetrace-operator: NetworkPolicy: API server egress to \(p.apiServerCIDRs.map(\.description).joined(separator: ", ")) from \(source); --api-server-cidr overrides\n"
+        }
         if sizeFromCluster {
             let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
             let count: ClusterSizer.Count
@@ -112,24 +123,24 @@ struct ManifestCommand: AsyncParsableCommand {
                 throw CLIError.configuration("--size-from-cluster: \(Doctor.describe(e))")
             }
             inputs.memory = MemorySizing.forObjects(count.total)
-            FileHandle.standardError.write(Data(("kubetrace-operator: --size-from-cluster: \(count.total) objects to watch (\(count.pods) Pods, \(count.serviceAccounts) ServiceAccounts, "
-                + "\(count.secrets) pull Secrets\(count.namespaces > 0 ? ", \(count.namespaces) Namespaces" : "")): memory request \(inputs.memory.requestMiB)Mi, limit \(inputs.memory.limitMiB)Mi\n").utf8))
+            notes += ("kubetrace-operator: --size-from-cluster: \(count.total) objects to watch (\(count.pods) Pods, \(count.serviceAccounts) ServiceAccounts, "
+                + "\(count.secrets) pull Secrets\(count.namespaces > 0 ? ", \(count.namespaces) Namespaces" : "")): memory request \(inputs.memory.requestMiB)Mi, limit \(inputs.memory.limitMiB)Mi\n")
         }
         let yaml = ManifestRenderer.render(inputs)
         let warning = "kubetrace-operator: this manifest contains credentials for cluster \(clusterID): never commit or share it\n"
         if output == "-" {
             FileHandle.standardOutput.write(Data(yaml.utf8))
-            FileHandle.standardError.write(Data(warning.utf8))
+            FileHandle.standardError.write(Data((notes + warning).utf8))
         } else {
             try writePrivately(yaml, to: output)
-            FileHandle.standardError.write(Data("kubetrace-operator: wrote \(output) (mode 0600); apply it with: kubectl apply -f \(output)\n".utf8) + Data(warning.utf8))
+            FileHandle.standardError.write(Data((notes + "kubetrace-operator: wrote \(output) (mode 0600); apply it with: kubectl apply -f \(output)\n" + warning).utf8))
         }
     }
 }
 
 extension ManifestCommand {
     /// The NetworkPolicy's inputs from the flags; the API server's address from the kubeconfig unless given.
-    func networkPolicyInputs(_ connection: ClusterConnection) throws -> NetworkPolicyInputs? {
+    func networkPolicyInputs(_ connection: ClusterConnection, endpoints: APIServerEndpoints? = nil) throws -> NetworkPolicyInputs? {
         guard try boolean(networkPolicy, "--network-policy", nil, [:]) ?? true else { return nil }
         var p = NetworkPolicyInputs()
         p.ingressNamespaceLabels = try NetworkPolicyInputs.labels(ingressNamespaceSelector, flag: "--ingress-namespace-selector")
@@ -140,7 +151,9 @@ extension ManifestCommand {
             p.apiServerCIDRs = try CIDR.list(raw, flag: "--api-server-cidr")
         } else {
             let host = (server?.host ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
-            let addresses = CIDR(host).map { [$0] } ?? resolveAddresses(host).compactMap { CIDR($0) }
+            var addresses = endpoints?.addresses.compactMap { CIDR($0) } ?? []
+            for port in endpoints?.ports ?? [] where !p.apiServerPorts.contains(port) { p.apiServerPorts.append(port) }
+            for a in CIDR(host).map({ [$0] }) ?? resolveAddresses(host).compactMap({ CIDR($0) }) where !addresses.contains(a) { addresses.append(a) }
             guard !addresses.isEmpty else {
                 throw CLIError.configuration("--api-server-cidr: cannot resolve the API server host \"\(host)\" from the kubeconfig; give its endpoint addresses (kubectl get endpoints kubernetes -n default), or --network-policy false")
             }

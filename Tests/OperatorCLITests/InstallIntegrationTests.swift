@@ -141,6 +141,29 @@ import Testing
         }
     }
 
+    /// The policy allows the API server where Pods reach it: the endpoints behind
+    /// default/kubernetes (read from the cluster), besides the kubeconfig's server.
+    @Test func networkPolicyAllowsTheAPIServerEndpoints() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let client = try await cliClient(cluster)
+            if (try? await client.get(Namespace.self, name: "default")) == nil { _ = try await client.create(Namespace(metadata: ObjectMeta(name: "default"))) }
+            let endpoints = #"{"apiVersion":"v1","kind":"Endpoints","metadata":{"name":"kubernetes"},"subsets":[{"addresses":[{"ip":"10.0.0.5"},{"ip":"10.0.0.6"}],"ports":[{"name":"https","port":16443,"protocol":"TCP"}]}]}"#
+            _ = try await client.request("POST", path: "/api/v1/namespaces/default/endpoints", body: Array(endpoints.utf8))
+            let out = "\(s.dir.path)/m.yaml"
+            let r = try await runCLI(manifestArgs(s, output: out))
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("NetworkPolicy: API server egress to 10.0.0.5/32, 10.0.0.6/32, 127.0.0.1/32 from the API server's endpoints"), "\(r.stderr)")
+            let yaml = try String(contentsOfFile: out, encoding: .utf8)
+            for needle in ["cidr: 10.0.0.5/32", "cidr: 10.0.0.6/32", "cidr: 127.0.0.1/32", "port: 16443"] { #expect(yaml.contains(needle), "\(needle)") }
+            // --api-server-cidr overrides what the cluster says.
+            let pinned = try await runCLI(manifestArgs(s, output: out) + ["--api-server-cidr", "192.0.2.10/32"])
+            #expect(pinned.status == 0 && !pinned.stderr.contains("NetworkPolicy: API server egress"))
+            let yaml2 = try String(contentsOfFile: out, encoding: .utf8)
+            #expect(yaml2.contains("cidr: 192.0.2.10/32") && !yaml2.contains("cidr: 10.0.0.5/32"))
+        }
+    }
+
     /// A healthy install passes every check; each broken state fails its own.
     @Test func doctorFindsEachBrokenState() async throws {
         try await DevCluster.withRunning { cluster in

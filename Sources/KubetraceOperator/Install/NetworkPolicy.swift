@@ -251,3 +251,41 @@ func resolveAddresses(_ host: String) -> [String] {
     }
     return out
 }
+
+/// The API server as Pods reach it: the addresses and ports behind the `default/kubernetes`
+/// Service. CNIs apply policies after the Service address is translated, so these (not
+/// the kubeconfig's load balancer) are what an egress rule must allow.
+struct APIServerEndpoints: Sendable, Equatable {
+    var addresses: [String]
+    var ports: [Int]
+
+    /// Nil when they cannot be read (not served, forbidden, unreachable) within 5 s.
+    static func read(_ client: KubeClient, within: Duration = .seconds(5)) async -> APIServerEndpoints? {
+        let found = try? await withThrowingTaskGroup(of: APIServerEndpoints?.self) { group in
+            group.addTask {
+                let body = try await client.request("GET", path: "/api/v1/namespaces/default/endpoints/kubernetes").body
+                return parse(try JSONValue.parse(body))
+            }
+            group.addTask {
+                try await Task.sleep(for: within)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+        return found ?? nil
+    }
+
+    static func parse(_ endpoints: JSONValue) -> APIServerEndpoints? {
+        var out = APIServerEndpoints(addresses: [], ports: [])
+        for subset in endpoints["subsets"]?.arrayValue ?? [] {
+            for a in subset["addresses"]?.arrayValue ?? [] {
+                if let ip = a["ip"]?.stringValue, CIDR(ip) != nil, !out.addresses.contains(ip) { out.addresses.append(ip) }
+            }
+            for p in subset["ports"]?.arrayValue ?? [] {
+                if let port = p["port"].flatMap(NetworkPolicyView.scalar).flatMap({ Int($0) }), !out.ports.contains(port) { out.ports.append(port) }
+            }
+        }
+        return out.addresses.isEmpty ? nil : out
+    }
+}
