@@ -106,6 +106,10 @@ struct ManifestCommand: AsyncParsableCommand {
             endpoints = await APIServerEndpoints.read(KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)"))
         }
         inputs.networkPolicy = try networkPolicyInputs(connection, endpoints: endpoints)
+        // The Kubetrace API, the registry and the Vultr API on ports other than 443.
+        let servicePorts = [URLComponents(string: api.baseURL)?.port, Doctor.hostPort(registry, defaultPort: 443).1,
+                            vultrKey != nil ? URLComponents(string: vultrApiUrl)?.port : nil].compactMap { $0 }
+        for port in servicePorts where inputs.networkPolicy?.egressPorts.contains(port) == false { inputs.networkPolicy?.egressPorts.append(port) }
         // Said once the manifest is written, so an error stays the only line.
         var notes = ""
         if let p = inputs.networkPolicy, apiServerCidr == nil {

@@ -139,6 +139,10 @@ func runTool(_ tool: String, _ args: [String], environment: [String: String] = [
         #expect(NetworkPolicyCheck.missing([p], podLabels: Self.labels, egress: blocked)?.map(\.what) == ["api elsewhere", "registry 5000"])
         #expect(NetworkPolicyCheck.missing([p], podLabels: Self.labels, ingress: [.init(what: "metrics", port: 8080, address: nil, portName: "metrics")]) == [])
         #expect(NetworkPolicyCheck.missing([p], podLabels: ["app": "other"], egress: blocked) == nil, "a policy for other Pods restricts nothing")
+        // A registry on another port is allowed once the manifest lists that port.
+        m.networkPolicy?.egressPorts = [443, 5000]
+        let withPort = NetworkPolicyView(try JSONValue.parse(Array(try JSONSerialization.data(withJSONObject: try Yams.load(yaml: ManifestRenderer.networkPolicy(m, m.networkPolicy!).render()) as Any))))
+        #expect(NetworkPolicyCheck.missing([withPort], podLabels: Self.labels, egress: blocked)?.map(\.what) == ["api elsewhere"])
     }
 
     @Test func policySemantics() throws {

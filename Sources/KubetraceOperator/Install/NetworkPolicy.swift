@@ -69,6 +69,8 @@ public struct NetworkPolicyInputs: Sendable {
     public var apiServerPorts: [Int] = [443, 6443]
     /// Destinations on 443 (Kubetrace API, registry, Vultr API): NetworkPolicy cannot name hosts.
     public var egressCIDRs: [CIDR] = [CIDR("0.0.0.0/0")!, CIDR("::/0")!]
+    /// Their ports: 443, plus any other port the configured URLs and registry name.
+    public var egressPorts: [Int] = [443]
 
     public init() {}
 
@@ -204,7 +206,7 @@ enum NetworkPolicyCheck {
 
 extension ManifestRenderer {
     /// Default deny for the operator's Pods; in: health and metrics from the chosen
-    /// namespaces; out: DNS, the API server, and 443 to `egressCIDRs`.
+    /// namespaces; out: DNS, the API server, and 443 (and the external services' other ports) to `egressCIDRs`.
     static func networkPolicy(_ m: ManifestInputs, _ p: NetworkPolicyInputs) -> YAML {
         let n = m.names
         func ports(_ list: [(YAML, String)]) -> YAML { .list(list.map { .map([("port", $0.0), ("protocol", .string($0.1))]) }) }
@@ -225,7 +227,7 @@ extension ManifestRenderer {
                 ("egress", .list([
                     .map([("ports", ports([(53, "UDP"), (53, "TCP")]))]),
                     .map(apiRule),
-                    .map([("to", blocks(p.egressCIDRs)), ("ports", ports([(443, "TCP")]))]),
+                    .map([("to", blocks(p.egressCIDRs)), ("ports", ports(p.egressPorts.map { (.int($0), "TCP") }))]),
                 ])),
             ])),
         ])
