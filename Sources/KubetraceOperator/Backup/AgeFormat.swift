@@ -241,6 +241,7 @@ struct AgeIdentity {
         publicKey = try Crypto.x25519PublicKey(privateKey: privateKey)
     }
 
+    /// Any 32 bytes are an X25519 private key, so deriving its public half cannot fail.
     static func generate() -> AgeIdentity { try! AgeIdentity(privateKey: Crypto.randomBytes(32)) }
 
     var recipient: AgeRecipient { AgeRecipient(publicKey: publicKey) }
