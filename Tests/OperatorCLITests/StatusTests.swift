@@ -72,17 +72,46 @@ import Testing
 }
 
 @Suite(.timeLimit(.minutes(2))) struct StatusCommandTests {
-    /// Runs a command with stdin/stdout/stderr on /dev/null through system(3) on its own
-    /// thread; its exit status. (Foundation's Process misses the exit of tmux's client,
-    /// which exits within milliseconds after forking the server: it stayed a zombie.)
-    static func detached(_ path: String, _ args: [String]) async throws -> Int32 {
-        let quoted = ([path] + args).map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        return await withCheckedContinuation { cont in
-            onOwnThread {
-                let status = system(quoted + " </dev/null >/dev/null 2>&1")
-                cont.resume(returning: status == -1 ? -1 : (status >> 8) & 0xff)
-            }
+    /// Runs a command with stdin/stdout/stderr on /dev/null, no other descriptor, an empty
+    /// signal mask and default signal dispositions; waits for it with waitpid(2) on its own
+    /// thread and returns its exit status. For tmux, whose client forks a long-lived server:
+    /// Foundation's Process passes the child a socket it watches for the exit (a daemon
+    /// keeps it open, so the exit is never seen), and system(3) would hand the server every
+    /// descriptor this test process has open (other tests' pipes would never reach EOF).
+    static func detached(_ path: String, _ args: [String]) async -> Int32 {
+        await withCheckedContinuation { cont in
+            onOwnThread { cont.resume(returning: spawnAndWait(path, args)) }
         }
+    }
+
+    /// The blocking part of `detached` (also for cleanup in a `defer`: tmux answers in milliseconds).
+    static func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        // Every other descriptor this process has open stays behind (glibc ignores ones closed meanwhile).
+        let open = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) }
+        for fd in open where fd > 2 { posix_spawn_file_actions_addclose(&actions, fd) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), defaults = sigset_t()
+        sigemptyset(&none)
+        sigemptyset(&defaults)
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE, SIGQUIT] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv = ([path] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid = pid_t()
+        guard posix_spawn(&pid, path, &actions, &attributes, argv, environ) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
     }
 
     @Test func statusAgainstARunningOperatorJSONWatchAndTmux() async throws {
@@ -140,8 +169,10 @@ import Testing
             let session = "kubetrace-status-\(UUID().uuidString.prefix(8))"
             let command = ([binaryDirectory().appendingPathComponent("kubetrace-operator").path] + args + ["--watch"]).joined(separator: " ")
             // The tmux server it starts keeps inherited pipes open: give it none.
-            let started = try await Self.detached("/usr/bin/tmux", ["new-session", "-d", "-s", session, "-x", "140", "-y", "45", command])
+            let started = await Self.detached("/usr/bin/tmux", ["new-session", "-d", "-s", session, "-x", "140", "-y", "45", command])
             #expect(started == 0)
+            // Also when an expectation below throws: no tmux server outlives the test.
+            defer { _ = Self.spawnAndWait("/usr/bin/tmux", ["kill-session", "-t", session]) }
             var screen = ""
             let tmuxDeadline = ContinuousClock.now + .seconds(20)
             while ContinuousClock.now < tmuxDeadline {
@@ -152,7 +183,7 @@ import Testing
             #expect(screen.hasPrefix("kubetrace-operator status · namespace kubetrace-system"), "\(screen)")
             #expect(screen.contains("kubeconfig-token") && screen.contains("(watching; Ctrl-C to stop)"), "\(screen)")
             #expect(screen.contains("PullSecretRepaired") && screen.contains("secrets@kubetrace-system"), "\(screen)")
-            #expect(try await Self.detached("/usr/bin/tmux", ["kill-session", "-t", session]) == 0)
+            #expect(await Self.detached("/usr/bin/tmux", ["has-session", "-t", session]) == 0, "the view is still running until we end it")
             #expect(try await op.stop() == 0)
         }
     }
