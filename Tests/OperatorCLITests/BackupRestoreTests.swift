@@ -1,6 +1,7 @@
 import Foundation
 import KubeClient
 import KubeSim
+@testable import KubetraceOperator
 import Testing
 
 /// `backup` / `restore` against the devcluster, with the real `age` on the other side.
@@ -9,6 +10,8 @@ import Testing
     static let names = ["kubetrace-operator", "kubetrace-registry", "kubetrace-kubeconfig"]
     static let pullCanary = "pull-canary-5d1e"
     static let kubeconfigCanary = "kubeconfig-canary-93b0"
+    /// A secret key given where a recipient belongs.
+    static let secretKeyCanary = AgeIdentity.generate().encoded
 
     struct Setup {
         let dir: TempDir
@@ -154,12 +157,14 @@ import Testing
                 (["--recipient", String(s.key.recipient.dropLast()) + (s.key.recipient.last == "q" ? "p" : "q"), "--output", out], "not valid Bech32 (checksum or characters)"),
                 (["--recipient", "age1", "--output", out], "not valid Bech32"),
                 (["--output", out], "--recipient: at least one age recipient (age1…) is required"),
+                (["--recipient", Self.secretKeyCanary, "--output", out], "--recipient: that is an identity (a secret key), not a recipient"),
             ]
             for (args, message) in backupCases {
                 let r = try await runCLI(["backup", "--kubeconfig", s.kubeconfig] + args)
                 #expect(r.status == 2, "\(message): \(r.stderr)")
                 #expect(r.stderr.contains(message), "expected \(message) in \(r.stderr)")
                 #expect(!FileManager.default.fileExists(atPath: out))
+                #expect(!r.stderr.contains(Self.secretKeyCanary) && !r.stderr.contains("AGE-SECRET-KEY-1"), "a secret passed by mistake is never echoed")
             }
             // Nothing to back up: a runtime failure (1), no file.
             let empty = try await runCLI(["backup", "--kubeconfig", s.kubeconfig, "--recipient", s.key.recipient, "--output", out])

@@ -222,6 +222,7 @@ struct AgeRecipient: Equatable {
     init(parsing text: String) throws(AgeKeyError) {
         let t = text.trimmingCharacters(in: .whitespaces)
         if t.hasPrefix("ssh-") { throw .unsupported("SSH keys are not supported; give an age X25519 recipient (age1…, from age-keygen)") }
+        if t.uppercased().hasPrefix("AGE-SECRET-KEY-") { throw .unsupported("that is an identity (a secret key), not a recipient: give its age1… public key (age-keygen -y KEYFILE)") }
         guard t.lowercased().hasPrefix("age1") else { throw .unsupported("not an age recipient (age1…)") }
         guard let (hrp, data) = Bech32.decode(t), hrp == "age" else { throw .invalid("not valid Bech32 (checksum or characters)") }
         guard data.count == 32 else { throw .invalid("not a 32-byte X25519 key") }

@@ -36,7 +36,9 @@ struct BackupCommand: AsyncParsableCommand {
         guard !recipient.isEmpty else { throw CLIError.configuration("--recipient: at least one age recipient (age1…) is required") }
         var recipients: [AgeRecipient] = []
         for r in recipient {
-            do { recipients.append(try AgeRecipient(parsing: r)) } catch { throw CLIError.configuration("--recipient \"\(r.prefix(70))\": \(error)") }
+            // Only a public age1… value is echoed: whatever else was passed may be a secret.
+            let shown = r.lowercased().hasPrefix("age1") ? " \"\(r.prefix(70))\"" : ""
+            do { recipients.append(try AgeRecipient(parsing: r)) } catch { throw CLIError.configuration("--recipient\(shown): \(error)") }
         }
         var connection = try cluster.loadConnection()
         var names = ObjectNames()
