@@ -1,6 +1,7 @@
 import Foundation
 import KubeClient
 import KubeRuntime
+import KubetraceFormats
 
 /// Pull credentials known to work: what the operator last wrote or first saw valid.
 struct PullCredentials: Sendable, Equatable {
@@ -65,14 +66,7 @@ enum PullSecretCheck {
 
     /// Whether `document` is a docker config JSON with an `auths` entry for `host`.
     static func hasCredentials(_ document: SecretBytes, for host: String) -> Bool {
-        guard let json = try? JSONValue.parse(document.bytes), case .object(let root) = json,
-              case .object(let auths)? = root["auths"] else { return false }
-        return auths.keys.contains { key in
-            // Docker accepts "host", "https://host" and "https://host/v1/" alike.
-            var k = Substring(key)
-            if k.hasPrefix("https://") { k = k.dropFirst(8) } else if k.hasPrefix("http://") { k = k.dropFirst(7) }
-            return k.split(separator: "/").first.map(String.init) == host
-        }
+        DockerConfigJSON.hasCredentials(document, for: host)
     }
 
     /// The source pull Secret (the operator's namespace) against the last known good credentials.
