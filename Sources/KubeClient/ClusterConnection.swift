@@ -99,6 +99,16 @@ public struct ClusterConnection: Sendable {
                 guard matches else {
                     throw KubeClientError(.configuration, "\(keyOrigin): does not match \(certOrigin.path)")
                 }
+                // An expired client certificate only shows as a TLS alert or a 401 later: say so now.
+                if let validity = try? X509.validity(pem: certPEM) {
+                    let now = Date()
+                    if validity.upperBound < now {
+                        throw KubeClientError(.configuration, "\(certOrigin): the client certificate expired at \(RFC3339.format(validity.upperBound))")
+                    }
+                    if validity.lowerBound > now.addingTimeInterval(300) {
+                        throw KubeClientError(.configuration, "\(certOrigin): the client certificate is not valid before \(RFC3339.format(validity.lowerBound))")
+                    }
+                }
                 tls.clientCertificatePEM = certPEM
                 tls.clientKey = keyPEM
             }

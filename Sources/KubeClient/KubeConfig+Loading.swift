@@ -54,7 +54,7 @@ extension KubeConfig {
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
-            throw KubeClientError(.configuration, "kubeconfig \(file): not valid YAML (\(error))")
+            throw KubeClientError(.configuration, "kubeconfig \(file): not valid YAML (\(yamlProblem(error)))")
         }
         var config = KubeConfig()
         config.files = [file]
@@ -232,5 +232,23 @@ private struct FieldReader {
             apiVersion: apiVersion, command: cmd, args: args, env: env,
             provideClusterInfo: try bool(m["provideClusterInfo"], "\(path).provideClusterInfo") ?? false,
             interactiveMode: mode, installHint: try string(m["installHint"], "\(path).installHint"))
+    }
+}
+
+/// Where and what a YAML syntax error is — never the offending text: a kubeconfig line may hold a token.
+func yamlProblem(_ error: any Error) -> String {
+    guard let e = error as? YamlError else { return "unreadable" }
+    func at(_ m: Mark) -> String { "line \(m.line), column \(m.column)" }
+    switch e {
+    case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+        return "\(at(mark)): \(problem)"
+    case .reader(let problem, let offset, _, _):
+        return offset.map { "byte \($0): \(problem)" } ?? problem
+    case .duplicatedKeysInMapping(let duplicates, let context):
+        return "\(at(context.mark)): duplicate keys \(duplicates.joined(separator: ", "))"
+    case .dataCouldNotBeDecoded:
+        return "not UTF-8 text"
+    default:
+        return "unreadable"
     }
 }

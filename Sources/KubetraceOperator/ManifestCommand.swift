@@ -37,6 +37,9 @@ struct ManifestCommand: AsyncParsableCommand {
 
     /// Checked after the kubeconfig, so a kubeconfig error is always the first reported.
     func checkRegistryFlags() throws {
+        guard RegistryHost.isValid(registry) else {
+            throw CLIError.configuration("--registry: \"\(registry)\" is not a registry host (host or host:port, no scheme or path)")
+        }
         let viaVultr = vultrApiKeyFile != nil || registryId != nil
         let given = registryUsername != nil || registryPasswordFile != nil
         if viaVultr && given { throw ValidationError("use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file") }

@@ -86,21 +86,18 @@ struct RunCommand: AsyncParsableCommand {
             throw CLIError.configuration("\(operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE"): cannot read \(file)")
         }
 
+        let vultr = try ExternalEndpoint.validated(vultrApiUrl, name: "--vultr-api-url", allowInsecure: allowInsecureHttp, caFile: caFile)
+        guard TargetNamespaces.isDNSLabel(names.namespace) else {
+            throw CLIError.configuration("\(cluster.namespace != nil ? "--namespace" : "POD_NAMESPACE"): \"\(names.namespace)\" is not a namespace name (lower-case letters, digits and '-', at most 63)")
+        }
+        guard RegistryHost.isValid(registry) else {
+            throw CLIError.configuration("--registry: \"\(registry)\" is not a registry host (host or host:port, no scheme or path)")
+        }
+
         var logger = Logger(label: "kubetrace.operator")
         if case .kubetraceAPI(_, _, let id) = source { logger[metadataKey: "cluster_id"] = "\(id)" }
         let status = OperatorStatus()
         config.status = status
-        do {
-            let version = try await client.serverVersion()
-            logger.info("connected to the API server", metadata: ["server": "\(connection.server)", "version": "\(version)", "source": "\(connection.source)", "k8s.namespace": "\(names.namespace)"])
-        } catch {
-            throw CLIError.runtime("cannot reach the API server of \(connection.source): \(error)")
-        }
-        if let secret = try? await client.get(Secret.self, namespace: names.namespace, name: names.operatorSecret),
-           secret.data?["vultr_api_key"] != nil, secret.data?["registry_id"] != nil {
-            let vultr = try ExternalEndpoint.validated(vultrApiUrl, name: "--vultr-api-url", allowInsecure: allowInsecureHttp, caFile: caFile)
-            config.vultr = (vultr.baseURL, vultr.tls)
-        }
         var repairConfig = RepairConfiguration()
         repairConfig.names = names
         repairConfig.registryHost = registry
@@ -140,6 +137,21 @@ struct RunCommand: AsyncParsableCommand {
         } else {
             // Without election this process always leads.
             Gauge(label: "kubetrace_leader", dimensions: []).record(1)
+        }
+
+        // Every flag is checked above, before the first request: a typo never waits on the network.
+        do {
+            let version = try await client.serverVersion()
+            logger.info("connected to the API server", metadata: ["server": "\(connection.server)", "version": "\(version)", "source": "\(connection.source)", "k8s.namespace": "\(names.namespace)"])
+        } catch let e as KubeClientError where e.code == .configuration {
+            // The kubeconfig's credentials cannot be had (an exec plugin failed or printed garbage).
+            throw CLIError.configuration("\(connection.source): \(e.message)")
+        } catch {
+            throw CLIError.runtime("cannot reach the API server of \(connection.source): \(error)")
+        }
+        if let secret = try? await client.get(Secret.self, namespace: names.namespace, name: names.operatorSecret),
+           secret.data?["vultr_api_key"] != nil, secret.data?["registry_id"] != nil {
+            config.vultr = (vultr.baseURL, vultr.tls)
         }
 
         let refresh = RefreshService(client: client, configuration: config, logger: logger)

@@ -45,7 +45,9 @@ public func onOwnThread(_ body: @escaping @Sendable () -> Void) {
 }
 
 /// Runs a program to completion, reading both pipes concurrently (never on the cooperative pool).
-public func runProcess(_ executable: URL, _ args: [String], environment: [String: String], stdin: String? = nil) async throws -> ProcessResult {
+/// A program still running after `timeout` is killed (SIGKILL; its status then says so), so a
+/// command that should have failed at once cannot hang a test.
+public func runProcess(_ executable: URL, _ args: [String], environment: [String: String], stdin: String? = nil, timeout: Duration = .seconds(120)) async throws -> ProcessResult {
     let p = Process()
     p.executableURL = executable
     p.arguments = args
@@ -57,6 +59,13 @@ public func runProcess(_ executable: URL, _ args: [String], environment: [String
     return try await withCheckedThrowingContinuation { cont in
         onOwnThread {
             do { try p.run() } catch { cont.resume(throwing: error); return }
+            let pid = p.processIdentifier
+            let finished = Mutex(false)
+            let (secs, atto) = timeout.components
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(secs) * 1000 + Int(atto / 1_000_000_000_000_000))) {
+                if !finished.withLock({ $0 }) { kill(pid, SIGKILL) }
+            }
+            defer { finished.withLock { $0 = true } }
             if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
             try? inp.fileHandleForWriting.close()
             let e = DataBox()

@@ -11,10 +11,10 @@ func binaryDirectory() -> URL {
 }
 
 /// Runs the built `kubetrace-operator` binary as a user would, with a bare environment.
-func runCLI(_ args: [String], environment: [String: String] = [:]) async throws -> ProcessResult {
+func runCLI(_ args: [String], environment: [String: String] = [:], timeout: Duration = .seconds(120)) async throws -> ProcessResult {
     var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory() + "kt-no-home"]
     env.merge(environment) { _, new in new }
-    return try await runProcess(binaryDirectory().appendingPathComponent("kubetrace-operator"), args, environment: env)
+    return try await runProcess(binaryDirectory().appendingPathComponent("kubetrace-operator"), args, environment: env, timeout: timeout)
 }
 
 @Suite(.timeLimit(.minutes(1))) struct CLITests {

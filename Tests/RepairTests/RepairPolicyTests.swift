@@ -211,3 +211,25 @@ import Testing
         #expect(fields.contains("PRIORITY=4") && fields.contains("KUBETRACE_EVENT=e") && fields.contains("SYSLOG_IDENTIFIER=kubetrace-operator"))
     }
 }
+
+@Suite struct LabelSelectorSyntaxTests {
+    @Test(arguments: ["a", "!legacy", "a=b", "a==b", "a!=b", "kubetrace.net/pull-secret=true", "env in (prod, dev),!legacy", "tier notin (x,y)", "a=", "app.kubernetes.io/name=web_1"])
+    func acceptsWhatTheAPIServerAccepts(selector: String) {
+        #expect(LabelSelectorSyntax.problem(selector) == nil)
+    }
+
+    @Test(arguments: [
+        ("team in (a", "unbalanced '('"),
+        ("a)", "unbalanced ')'"),
+        ("a=b,,c=d", "\"\": empty requirement"),
+        ("Bad Key=x", "\"Bad Key=x\": key \"Bad Key\": only letters, digits, '-', '_' and '.' are allowed"),
+        ("a=-b", "\"a=-b\": value \"-b\": must start and end with a letter or digit"),
+        ("a/b/c=d", "\"a/b/c=d\": key \"a/b/c\" has more than one '/'"),
+        ("UPPER.example/x=y", "\"UPPER.example/x=y\": key prefix \"UPPER.example\" is not a DNS subdomain"),
+        ("a within (b)", "\"a within (b)\": unknown operator \"within\""),
+        ("a in b", "\"a in b\": in needs a parenthesised list"),
+    ])
+    func refusesWithTheReason(selector: String, problem: String) {
+        #expect(LabelSelectorSyntax.problem(selector) == problem)
+    }
+}

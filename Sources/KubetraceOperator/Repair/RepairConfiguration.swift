@@ -13,6 +13,7 @@ public enum TargetNamespaces: Sendable, Equatable {
         if text.hasPrefix("selector=") {
             let selector = String(text.dropFirst("selector=".count)).trimmingCharacters(in: .whitespaces)
             guard !selector.isEmpty else { throw CLIError.configuration("\(flag): selector= needs a label selector, e.g. selector=kubetrace.net/pull-secret=true") }
+            if let problem = LabelSelectorSyntax.problem(selector) { throw CLIError.configuration("\(flag): selector \(problem)") }
             return .selector(selector)
         }
         var names: [String] = []
@@ -27,6 +28,19 @@ public enum TargetNamespaces: Sendable, Equatable {
     static func isDNSLabel(_ s: String) -> Bool {
         guard !s.isEmpty, s.count <= 63, s.first != "-", s.last != "-" else { return false }
         return s.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
+    }
+}
+
+/// A registry host as `.dockerconfigjson` keys and image references name it: `host` or `host:port`.
+enum RegistryHost {
+    static func isValid(_ s: String) -> Bool {
+        let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), let host = parts.first, !host.isEmpty, host.count <= 253 else { return false }
+        if parts.count == 2 { guard let port = Int(parts[1]), (1...65_535).contains(port) else { return false } }
+        return host.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                && label.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
+        }
     }
 }
 
