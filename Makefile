@@ -9,7 +9,7 @@ TEST_APT_PACKAGES := systemd curl prometheus age tmux
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps test-deps build test run bench devcluster monitoring-check clean
+.PHONY: deps test-deps build test run bench devcluster monitoring-check chaos soak fuzz fuzz-smoke test-tsan test-asan clean
 
 ## deps: install the Debian packages the C shims need (once; `apt-get update` first).
 deps:
@@ -36,10 +36,44 @@ test-deps: deps
 build: deps
 	$(SWIFT) build
 
-## test: build everything, then run every test (unit and integration, on loopback).
+## test: build everything, then run every test (unit and integration, on loopback; the chaos
+## runs and fuzz replays among them), then each fuzz target briefly so none can rot.
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) fuzz-smoke
+
+## chaos: seeded faults against the whole running operator; SEED= replays a run, CHAOS_S= its seconds.
+CHAOS_S ?= 60
+chaos: test-deps
+	$(SWIFT) build --product kubetrace-operator
+	$(SWIFT) build --product kubetrace-chaos
+	"$$($(SWIFT) build --show-bin-path)/kubetrace-chaos" --duration $(CHAOS_S) $(if $(SEED),--seed $(SEED)) --verbose
+
+## soak: the chaos mix for DURATION seconds (default 600), then its summary (also .build/soak.json).
+DURATION ?= 600
+soak: test-deps
+	$(SWIFT) build --product kubetrace-operator
+	$(SWIFT) build --product kubetrace-chaos
+	"$$($(SWIFT) build --show-bin-path)/kubetrace-chaos" --duration $(DURATION) $(if $(SEED),--seed $(SEED)) --summary .build/soak.json
+
+## fuzz: every libFuzzer target in Fuzz/ for FUZZ_S seconds each (default 60).
+FUZZ_S ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_S)
+
+fuzz-smoke: deps
+	scripts/fuzz.sh 3
+
+## test-tsan / test-asan: the unit and integration tests under ThreadSanitizer / AddressSanitizer
+## (their own build folders, so the normal build is not redone).
+test-tsan: test-deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
+
+test-asan: test-deps
+	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
+	ASAN_OPTIONS=detect_leaks=0 $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 
 ## run: the operator against the current kubeconfig's cluster, or the embedded devcluster when there is none.
 run: build
@@ -70,4 +104,4 @@ monitoring-check: test-deps
 	scripts/check-monitoring.sh
 
 clean:
-	rm -rf .build .devcluster
+	rm -rf .build .build-tsan .build-asan Fuzz/.build .devcluster

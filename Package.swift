@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "kubetrace-devcluster", targets: ["kubetrace-devcluster"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "KubeSim", targets: ["KubeSim"]),
+        .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -65,6 +66,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Pure decoders of the credential documents the operator reads (fuzzed on their own).
+        .target(
+            name: "KubetraceFormats",
+            dependencies: ["KubeClient"],
+            swiftSettings: swiftSettings
+        ),
+        // The fuzz targets' bodies and invariants: libFuzzer entry points in Fuzz/, corpus replay in the tests.
+        .target(
+            name: "FuzzHarness",
+            dependencies: ["KubeClient", "KubeRuntime", "KubetraceFormats"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KubeSim",
             dependencies: [
@@ -81,7 +94,7 @@ let package = Package(
         .target(
             name: "KubetraceOperator",
             dependencies: [
-                "KubeClient", "KubeRuntime", "KubeTLS", "CSystemd",
+                "KubeClient", "KubeRuntime", "KubeTLS", "CSystemd", "KubetraceFormats",
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -120,6 +133,15 @@ let package = Package(
             dependencies: ["BenchSupport", "KubeRuntime"],
             swiftSettings: swiftSettings
         ),
+        // Seeded fault injection against the whole operator (`make chaos`, `make soak`).
+        .executableTarget(
+            name: "kubetrace-chaos",
+            dependencies: [
+                "BenchSupport", "KubeSim", "KubeClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "kubetrace-bench",
             dependencies: [
@@ -151,12 +173,12 @@ let package = Package(
         ),
         .testTarget(
             name: "KubeRuntimeTests",
-            dependencies: ["KubetraceTestKit", "KubeRuntime", "KubeSim", "KubeClient", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubeRuntime", "KubeSim", "KubeClient", "KubeTLS", "FuzzHarness", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RefreshTests",
-            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubetraceFormats", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

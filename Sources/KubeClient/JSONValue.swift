@@ -47,6 +47,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o } else { return nil } }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
+    public var intValue: Int? { if case .int(let i) = self { return i } else { return nil } }
 
     /// Encodes as compact JSON.
     public func jsonBytes() -> [UInt8] {

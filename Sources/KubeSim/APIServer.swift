@@ -34,10 +34,12 @@ struct APIServer: HTTPResponder {
     let control: @Sendable (String, [String: String]) async throws -> Void
 
     func respond(to request: Request, context: Context) async throws -> Response {
-        let latency = faults.latency()
-        if latency > .zero { try? await Task.sleep(for: latency) }
-        if !request.uri.path.hasPrefix("/kubetrace-devcluster/"), let failure = faults.takeFailure(method: request.method.rawValue, path: request.uri.path) {
-            return Self.injected(failure)
+        if !faults.isExempt(userAgent: request.headers[.userAgent]) {
+            let latency = faults.latency()
+            if latency > .zero { try? await Task.sleep(for: latency) }
+            if !request.uri.path.hasPrefix("/kubetrace-devcluster/"), let failure = faults.takeFailure(method: request.method.rawValue, path: request.uri.path) {
+                return Self.injected(failure)
+            }
         }
         do {
             return try await route(request, context: context)
@@ -327,8 +329,8 @@ struct APIServer: HTTPResponder {
             return Response(status: .init(code: failure.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: "Too many requests, please try again later.\n")))
         }
         var e = APIError(failure.status, failure.status == 429 ? "TooManyRequests" : "InternalError",
-                         failure.status == 429 ? "the server has received too many requests and has asked us to try again later"
-                                               : "an error on the server (\"injected fault\") has prevented the request from succeeding",
+                         failure.message ?? (failure.status == 429 ? "the server has received too many requests and has asked us to try again later"
+                                                                  : "an error on the server (\"injected fault\") has prevented the request from succeeding"),
                          details: failure.retryAfterSeconds.map { .init(retryAfterSeconds: $0) })
         e.retryAfterSeconds = failure.retryAfterSeconds
         return statusResponse(e)

@@ -28,6 +28,8 @@ public final class DevCluster: Service, Sendable {
         public var historyLimit: Int = 10_000
         /// Serve streaming lists (`sendInitialEvents`); false answers as a server with the WatchList gate off.
         public var streamingList = true
+        /// Serve a certificate that expired an hour ago (clients must refuse it).
+        public var expiredServingCertificate = false
         public init() {}
     }
 
@@ -68,7 +70,9 @@ public final class DevCluster: Service, Sendable {
         if options.tls {
             let ca = try CertificateAuthority.generate(commonName: "kubetrace-devcluster-ca")
             certificateAuthority = ca
-            serving = try ca.issue(commonName: "kubetrace-devcluster", subjectAltNames: ["DNS:localhost", "IP:127.0.0.1", "IP:::1"], usage: .server)
+            serving = try ca.issue(commonName: "kubetrace-devcluster", subjectAltNames: ["DNS:localhost", "IP:127.0.0.1", "IP:::1"], usage: .server,
+                                   notBeforeOffset: options.expiredServingCertificate ? -7200 : -300,
+                                   validity: options.expiredServingCertificate ? 3600 : 365 * 86_400)
         } else {
             certificateAuthority = nil
             serving = nil
@@ -175,6 +179,10 @@ public final class DevCluster: Service, Sendable {
         _ = await port()
     }
 
+    /// Every committed change from now on, in resourceVersion order, seen inside the store (not
+    /// over HTTP, so no injected fault touches it): the chaos runner checks its invariants on it.
+    public func changes() -> AsyncStream<ObservedChange> { store.hub.observe() }
+
     /// The number of open watches.
     public var openWatches: Int { store.hub.count }
 
@@ -220,6 +228,10 @@ public final class DevCluster: Service, Sendable {
             if let secs = params["tokenLifetime"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.tokenLifetime = secs } }
             if let secs = params["registryLifetime"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.registryLifetime = secs } }
             if let rotate = params["rotateOperatorToken"] { kubetraceAPI.configure { $0.rotateOperatorToken = rotate == "true" } }
+            if let secs = params["outage"].flatMap(TimeInterval.init) {
+                guard let failure = KubetraceAPIEmulator.Failure(rawValue: params["outageFailure"] ?? "unavailable") else { throw APIError.badRequest("unknown Kubetrace API failure") }
+                kubetraceAPI.outage(failure, seconds: secs)
+            }
         case "vultr":
             if let status = params["fail"].flatMap(Int.init) { vultr.failNext(status: status) }
         default: throw APIError.badRequest("unknown fault \"\(action)\" (drop-watches, compact, restart, latency, fail, clear)")

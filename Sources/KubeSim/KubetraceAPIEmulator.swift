@@ -34,6 +34,8 @@ public final class KubetraceAPIEmulator: Sendable {
         var operatorTokens: Set<String>
         var settings = Settings()
         var failures: [Failure] = []
+        /// Every refresh fails this way until then.
+        var outage: (until: Date, failure: Failure)?
         var refreshes = 0
         var rotation = 0
     }
@@ -48,6 +50,10 @@ public final class KubetraceAPIEmulator: Sendable {
     public func revokeOperatorToken(_ token: String) { _ = state.withLock { $0.operatorTokens.remove(token) } }
     public func fail(_ failure: Failure, times: Int = 1) { state.withLock { $0.failures += Array(repeating: failure, count: times) } }
     public var refreshCount: Int { state.withLock { $0.refreshes } }
+    /// Every refresh answers with `failure` for the next `seconds`.
+    public func outage(_ failure: Failure, seconds: TimeInterval) {
+        state.withLock { $0.outage = (Date().addingTimeInterval(seconds), failure) }
+    }
 
     struct Answer {
         var status: Int
@@ -75,6 +81,7 @@ public final class KubetraceAPIEmulator: Sendable {
         let clusterID = String(parts[2])
         let token = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
         let (failure, authorized, settings) = state.withLock { s -> (Failure?, Bool, Settings) in
+            if let o = s.outage, o.until > Date() { return (o.failure, token.map(s.operatorTokens.contains) ?? false, s.settings) }
             let f = s.failures.isEmpty ? nil : s.failures.removeFirst()
             return (f, token.map(s.operatorTokens.contains) ?? false, s.settings)
         }

@@ -1,5 +1,5 @@
 import Foundation
-import KubeClient
+public import KubeClient
 import Synchronization
 
 /// One line of a watch stream, already encoded.
@@ -64,6 +64,7 @@ final class WatchHub: Sendable {
     }
 
     private let subscribers = Mutex<[Int: Subscriber]>([:])
+    private let observers = Mutex<[Int: AsyncStream<ObservedChange>.Continuation]>([:])
     /// Tasks waiting until at least N watches are open.
     private let waiters = Mutex<[(count: Int, continuation: CheckedContinuation<Void, Never>)]>([])
     /// Tasks waiting until at least N watches have been opened since start.
@@ -133,7 +134,21 @@ final class WatchHub: Sendable {
     /// Delivers one change to every watcher it concerns, translating selector
     /// transitions: an object that stops matching is DELETED for that watcher,
     /// one that starts matching is ADDED.
+    func observe() -> AsyncStream<ObservedChange> {
+        let (stream, cont) = AsyncStream.makeStream(of: ObservedChange.self)
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
+        observers.withLock { $0[id] = cont }
+        cont.onTermination = { [weak self] _ in _ = self?.observers.withLock { $0.removeValue(forKey: id) } }
+        return stream
+    }
+
     func publish(_ change: ChangeEvent) {
+        let observed = observers.withLock { $0.isEmpty ? [] : Array($0.values) }
+        if !observed.isEmpty {
+            let c = ObservedChange(type: change.type, resource: change.kind.plural, group: change.kind.group, namespace: change.key.namespace.isEmpty ? nil : change.key.namespace, name: change.key.name,
+                                   object: change.object, resourceVersion: change.resourceVersion)
+            for o in observed { o.yield(c) }
+        }
         var slow: [AsyncStream<WatchFrame>.Continuation] = []
         subscribers.withLock { subs in
             for (_, s) in subs where s.kind == change.kind && (s.namespace == nil || s.namespace == change.key.namespace) {
@@ -181,4 +196,19 @@ final class WatchHub: Sendable {
         let all = subscribers.withLock { $0.values.map(\.continuation) }
         for c in all { c.finish() }
     }
+}
+
+/// A committed change, as an in-process observer sees it.
+public struct ObservedChange: Sendable {
+    /// ADDED, MODIFIED or DELETED.
+    public var type: String
+    /// The plural resource name (`secrets`, `serviceaccounts`, `roles` …).
+    public var resource: String
+    /// The API group ("" for core).
+    public var group: String
+    public var namespace: String?
+    public var name: String
+    /// The object as stored (for DELETED, its last state).
+    public var object: JSONValue
+    public var resourceVersion: Int
 }
