@@ -38,12 +38,16 @@ public struct KubetraceAPIAnswer: Sendable {
         guard let rawExpiry = doc["expiresAt"]?.stringValue, let expiresAt = RFC3339.parse(rawExpiry) else {
             throw Problem(description: "the API answer's expiresAt is missing or not an RFC 3339 time; keeping the current credentials")
         }
-        let serverNow = dateHeader.flatMap(httpDate) ?? sentAt
+        let serverDate = dateHeader.flatMap(httpDate)
+        let serverNow = serverDate ?? sentAt
         guard expiresAt > serverNow else {
             throw Problem(description: "the API answer's expiresAt \(rawExpiry.prefix(40)) is in the past; keeping the current credentials")
         }
+        // With the API's Date, its clock and ours may differ by any amount (a jump on either
+        // side): only the lifetime it states is trusted, counted from when we asked (never later
+        // than the token can have been issued). Without a Date, the clocks are assumed to agree.
         let lifetime = expiresAt.timeIntervalSince(serverNow)
-        let localExpiry = min(expiresAt, now.addingTimeInterval(lifetime))
+        let localExpiry = serverDate == nil ? min(expiresAt, now.addingTimeInterval(lifetime)) : sentAt.addingTimeInterval(lifetime)
         var answer = KubetraceAPIAnswer(token: SecretString(token), expiresAt: localExpiry, issuedAt: now)
         answer.server = doc["server"]?.stringValue
         answer.certificateAuthorityData = doc["certificateAuthorityData"]?.stringValue

@@ -24,12 +24,25 @@ public struct CLIError: Error, CustomStringConvertible {
 /// Runs the command line and exits with SPEC's exit codes: argument-parser's
 /// usage errors (64 by default) become 2, configuration errors 2, runtime failures 1.
 public enum KubetraceCLI {
-    public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) async -> Never {
+    /// The arguments after the program name. Swift finds argv through `environ`, which a
+    /// preloaded library that calls setenv first (libfaketime does) moves away: then
+    /// `CommandLine.arguments` is empty (swiftlang/swift#76080) and `run` would print help and
+    /// exit 0. The kernel's copy in /proc/self/cmdline is read instead.
+    public static func processArguments() -> [String] {
+        if !CommandLine.arguments.isEmpty { return Array(CommandLine.arguments.dropFirst()) }
+        guard let data = FileManager.default.contents(atPath: "/proc/self/cmdline") else { return [] }
+        var parts = data.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        if parts.last == "" { parts.removeLast() }
+        return Array(parts.dropFirst())
+    }
+
+    public static func main(_ arguments: [String] = processArguments()) async -> Never {
         // Logging is set up once, before parsing: the format comes from the arguments or LOG_FORMAT.
         let environment = ProcessInfo.processInfo.environment
         do {
             let format = try LogFormat.requested(arguments: arguments, environment: environment)
-            LogFormat.bootstrap(LogFormat.resolve(format, environment: environment), level: .info)
+            let level = try LogFormat.requestedLevel(arguments: arguments, environment: environment)
+            LogFormat.bootstrap(LogFormat.resolve(format, environment: environment), level: level)
         } catch let e as CLIError {
             FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
             exit(e.exitCode)

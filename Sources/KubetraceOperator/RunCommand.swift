@@ -32,6 +32,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Leader election: retry period (env RETRY_PERIOD; default 2s).") var retryPeriod: String?
     @Option(help: "Resume a watch that delivered no byte for this long (env WATCH_IDLE_TIMEOUT; default 90s).") var watchIdleTimeout: String?
     @Option(help: "Log format: auto, json, text or journald (env LOG_FORMAT; default auto).") var logFormat: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical (env LOG_LEVEL; default info).") var logLevel: String?
     @Option(help: "Listener for /healthz and /readyz: host:port, :port, or off (env HEALTH_ADDR; default :8081 in-cluster, off otherwise).") var healthAddr: String?
     @Option(help: "Listener for /metrics: host:port, :port, or off (env METRICS_ADDR; default :8080 in-cluster, off otherwise).") var metricsAddr: String?
 

@@ -15,24 +15,6 @@ import Testing
         return dir.write("kubetrace-operator.service", replacing(local), mode: 0o644)
     }
 
-    /// A systemd-journald process exists (its socket file may be a stale leftover).
-    static func journaldRunning() -> Bool {
-        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return pids.contains { pid in
-            pid.allSatisfy(\.isNumber) && (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?.hasPrefix("systemd-journal") == true
-        }
-    }
-
-    static func journalSocketListening() -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let path = Array("/run/systemd/journal/socket".utf8)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.enumerated() { raw[i] = b } }
-        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } } == 0
-    }
-
     @Test func unitVerifiesAndIsHardened() async throws {
         let dir = TempDir()
         let unit = try unitCopy(dir)
@@ -55,26 +37,7 @@ import Testing
     }
 
     @Test func journaldEntriesCarryOurFieldsAndNoSecrets() async throws {
-        guard getuid() == 0 else {
-            print("skipped: starting systemd-journald needs root (uid \(getuid()))")
-            return
-        }
-        // The real journald; started here when none runs (no systemd as PID 1 needed).
-        var started: Process?
-        if !Self.journaldRunning() {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            started = p
-            // Wait (bounded) until it listens: a connect to its socket succeeds.
-            let clock = ContinuousClock()
-            let end = clock.now + .seconds(10)
-            while !Self.journalSocketListening(), clock.now < end { try await Task.sleep(for: .milliseconds(50)) }
-            #expect(Self.journalSocketListening(), "systemd-journald did not start listening")
-        }
-        defer { if let started { started.terminate(); started.waitUntilExit() } }
+        let ran = try await Journald.withRunning {
         try await DevCluster.withRunning { cluster in
             let dir = TempDir()
             let url = await cluster.url()
@@ -132,5 +95,7 @@ import Testing
             let stderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
             #expect(stderr.isEmpty, "journald mode writes nothing to stderr: \(stderr)")
         }
+        }
+        if !ran { print("skipped: starting systemd-journald needs root (uid \(getuid()))") }
     }
 }

@@ -22,20 +22,36 @@ public enum LogFormat: String, CaseIterable, Sendable {
         return UInt64(st.st_dev) == dev && UInt64(st.st_ino) == ino
     }
 
-    /// Finds `--log-format X` / `--log-format=X` in the arguments, else `LOG_FORMAT`.
-    /// Logging is set up once, before the command line is parsed, so it is read early.
-    static func requested(arguments: [String], environment: [String: String]) throws -> LogFormat {
+    /// The value of `flag` in the arguments (`--flag X` or `--flag=X`), else of `variable`, and
+    /// which of the two it came from. Logging is set up once, before the command line is
+    /// parsed, so its settings are read early.
+    static func early(_ flag: String, _ variable: String, arguments: [String], environment: [String: String]) -> (value: String?, source: String) {
         var raw: String?
-        var source = "LOG_FORMAT"
         var i = 0
         while i < arguments.count {
             let a = arguments[i]
             if a == "--" { break }
-            if a == "--log-format", i + 1 < arguments.count { raw = arguments[i + 1]; source = "--log-format"; i += 1 }
-            else if a.hasPrefix("--log-format=") { raw = String(a.dropFirst("--log-format=".count)); source = "--log-format" }
+            if a == flag, i + 1 < arguments.count { raw = arguments[i + 1]; i += 1 }
+            else if a.hasPrefix(flag + "=") { raw = String(a.dropFirst(flag.count + 1)) }
             i += 1
         }
-        guard let value = raw ?? environment["LOG_FORMAT"], !value.isEmpty else { return .auto }
+        return raw != nil ? (raw, flag) : (environment[variable], variable)
+    }
+
+    /// `LOG_LEVEL` / `--log-level`: trace, debug, info (default), notice, warning, error, critical.
+    static func requestedLevel(arguments: [String], environment: [String: String]) throws -> Logger.Level {
+        let (raw, source) = early("--log-level", "LOG_LEVEL", arguments: arguments, environment: environment)
+        guard let value = raw, !value.isEmpty else { return .info }
+        guard let level = Logger.Level(rawValue: value.lowercased()) else {
+            throw CLIError.configuration("\(source): \"\(value)\" is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        return level
+    }
+
+    /// Finds `--log-format X` / `--log-format=X` in the arguments, else `LOG_FORMAT`.
+    static func requested(arguments: [String], environment: [String: String]) throws -> LogFormat {
+        let (raw, source) = early("--log-format", "LOG_FORMAT", arguments: arguments, environment: environment)
+        guard let value = raw, !value.isEmpty else { return .auto }
         guard let format = LogFormat(rawValue: value.lowercased()) else {
             throw CLIError.configuration("\(source): \"\(value)\" is not one of auto, json, text, journald")
         }

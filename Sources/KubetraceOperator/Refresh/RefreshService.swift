@@ -147,9 +147,17 @@ public struct RefreshService: Sendable {
 
     func operatorToken() async throws -> SecretString {
         if let file = config.operatorTokenFile { return try Self.readToken(file) }
-        if let secret = try? await client.get(Secret.self, namespace: ns, name: config.names.operatorSecret),
-           let token = secret.data?["operator_token"], !token.isEmpty {
-            return SecretString(token.string.trimmingCharacters(in: .whitespacesAndNewlines))
+        do {
+            let secret = try await client.get(Secret.self, namespace: ns, name: config.names.operatorSecret)
+            if let token = secret.data?["operator_token"], !token.isEmpty {
+                return SecretString(token.string.trimmingCharacters(in: .whitespacesAndNewlines))
+            }
+        } catch let e as KubeClientError where e.httpStatus == 404 {
+            // No operator Secret: try the credentials directory.
+        } catch let e as KubeClientError {
+            // A failed read (429, 5xx, a connection refused) is not a missing token: retry soon,
+            // as for any transient failure, instead of backing off as for a rejected token.
+            throw RefreshFailure(kind: .retryable, message: "cannot read Secret \(ns)/\(config.names.operatorSecret): \(e)", retryAfter: e.retryAfter.map { Double($0.components.seconds) })
         }
         if let dir = config.credentialsDirectory { return try Self.readToken("\(dir)/operator_token") }
         throw RefreshFailure(kind: .unauthorized, message: "no operator_token: set OPERATOR_TOKEN_FILE, or Secret \(ns)/\(config.names.operatorSecret) key operator_token, or $CREDENTIALS_DIRECTORY/operator_token")
