@@ -142,11 +142,13 @@ public struct Reflector<P: Projection>: Sendable {
                         try await Task.sleep(for: backoff(failures: failures, retryAfter: nil))
                     }
                 }
-            } catch is CancellationError {
+            } catch is CancellationError where Task.isCancelled {
                 return
             } catch let e as KubeClientError where e.code == .cancelled && Task.isCancelled {
                 return
             } catch {
+                // Anything else — a CancellationError from a child that was cancelled while this
+                // task was not, too — is a failure to retry: a reflector stops only when cancelled.
                 failures += 1
                 stats.reconnected()
                 let delay = backoff(failures: failures, retryAfter: (error as? KubeClientError)?.retryAfter)

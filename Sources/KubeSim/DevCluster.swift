@@ -158,6 +158,7 @@ public final class DevCluster: Service, Sendable {
             }
         } onGracefulShutdown: {
             // Open watches would hold graceful shutdown forever: end them first.
+            hub.refuseNewWatches(true)
             hub.dropAll()
         }
     }
@@ -173,6 +174,7 @@ public final class DevCluster: Service, Sendable {
     public func restart() async {
         restartRequested.store(true, ordering: .relaxed)
         boundPort.withLock { $0.port = nil }
+        store.hub.refuseNewWatches(true)
         store.hub.dropAll()
         let server = currentServer.withLock { $0 }
         await server?.triggerGracefulShutdown()
@@ -268,6 +270,7 @@ public final class DevCluster: Service, Sendable {
 
     private func didBind(port: Int) {
         lastBoundPort.store(port, ordering: .relaxed)
+        store.hub.refuseNewWatches(false)
         let waiters = boundPort.withLock { s in
             s.port = port
             defer { s.waiters = [] }

@@ -77,10 +77,15 @@ final class WatchHub: Sendable {
     var count: Int { subscribers.withLock { $0.count } }
 
     /// Registers a watcher whose first frames are `initial`.
+    /// While set (a restart or shutdown under way), new watches end at once: a client that
+    /// reconnects in that window must not hold the server's graceful shutdown open forever.
+    private let refusing = Atomic<Bool>(false)
+    func refuseNewWatches(_ on: Bool) { refusing.store(on, ordering: .relaxed) }
+
     func subscribe(kind: ResourceKind, namespace: String?, selector: Selector, bookmarks: Bool, timeout: Duration?, initial: [WatchFrame], endAfterInitial: Bool = false) -> AsyncStream<WatchFrame> {
         let (stream, cont) = AsyncStream.makeStream(of: WatchFrame.self, bufferingPolicy: .bufferingOldest(bufferLimit))
         for f in initial { cont.yield(f) }
-        if endAfterInitial {
+        if endAfterInitial || refusing.load(ordering: .relaxed) {
             cont.finish()
             return stream
         }

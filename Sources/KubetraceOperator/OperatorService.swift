@@ -15,14 +15,15 @@ struct OperatorService: Service {
     let logger: Logger
 
     func run() async throws {
-        let lead: @Sendable () async throws -> Void = { [refresh, repair] in
+        let lead: @Sendable () async throws -> Void = { [refresh, repair, logger] in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await refresh.run() }
-                group.addTask { await repair.runWorkers() }
+                group.addTask { await repair.runWorkers(); logger.debug("repair workers stopped") }
                 // The workers return once drained (shutdown); the refreshers then stop too.
                 try await group.next()
                 group.cancelAll()
             }
+            logger.debug("leader work stopped")
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await repair.runWatches() }
@@ -30,13 +31,15 @@ struct OperatorService: Service {
             group.addTask { [elector, repair] in
                 try await withGracefulShutdownHandler {
                     if let elector { try await elector.run(whileLeading: lead) } else { try await lead() }
-                } onGracefulShutdown: {
+                } onGracefulShutdown: { [logger] in
+                    logger.info("stopping: draining the repair queue", metadata: ["event": "stopping"])
                     repair.drain()
                     elector?.stop()
                 }
             }
             // Either leadership work ended (shutdown) or a watcher failed.
             try await group.next()
+            logger.debug("stopping the watches")
             group.cancelAll()
         }
         await elector?.release()

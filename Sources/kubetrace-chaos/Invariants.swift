@@ -47,6 +47,9 @@ actor InvariantChecker {
     private(set) var registryRefreshes = 0
     private(set) var minimumTokenRemaining: Double = .infinity
     private var nextDamageID = 0
+    private var deletedPods: Set<String> = []
+
+    func podDeleted(_ key: String) -> Bool { deletedPods.contains(key) }
 
     init(registryHost: String, operatorNamespace: String, managedKeys: Set<String>) {
         self.registryHost = registryHost
@@ -89,6 +92,7 @@ actor InvariantChecker {
             observeOperatorSecret(c)
         default: break
         }
+        if c.resource == "pods", c.type == "DELETED" { deletedPods.insert("\(c.namespace ?? "")/\(c.name)") }
         guard managedKeys.contains(key) else { return }
         if c.resource == "roles", desiredRules == nil, c.type != "DELETED" { desiredRules = c.object["rules"] }
         if c.resource == "rolebindings", desiredBinding == nil, c.type != "DELETED" { desiredBinding = (c.object["subjects"], c.object["roleRef"]) }

@@ -176,3 +176,50 @@ func runTool(_ tool: String, _ args: [String], environment: [String: String] = [
         #expect(MemorySizing.forObjects(1_000_000).requestMiB > MemorySizing.forObjects(100_000).requestMiB * 5)
     }
 }
+
+/// Least privilege, read off the rendered manifest itself: no ClusterRole touches Secrets unless
+/// the targets are chosen by selector (which can match any namespace), and even then no rule can
+/// read or change any Secret but the pull Secret — only `create`, which RBAC cannot limit by name.
+@Suite struct LeastPrivilegeRBACTests {
+    static func rules(of yaml: String, kind: String) throws -> [(name: String, rule: [String: Any])] {
+        var out: [(String, [String: Any])] = []
+        for doc in try Yams.load_all(yaml: yaml) {
+            guard let d = doc as? [String: Any], d["kind"] as? String == kind else { continue }
+            let name = (d["metadata"] as? [String: Any])?["name"] as? String ?? "?"
+            for r in d["rules"] as? [[String: Any]] ?? [] { out.append((name, r)) }
+        }
+        return out
+    }
+
+    static func touchesSecrets(_ rule: [String: Any]) -> Bool {
+        let resources = rule["resources"] as? [String] ?? []
+        return resources.contains("secrets") || resources.contains("*")
+    }
+
+    @Test(arguments: ["none", "list", "selector"])
+    func clusterWideSecretAccessOnlyForASelectorAndOnlyByName(targets: String) throws {
+        var inputs = goldenInputs
+        switch targets {
+        case "list": inputs.targetNamespaces = .list(["apps", "web"])
+        case "selector": inputs.targetNamespaces = .selector("kubetrace.net/pull-secret=true")
+        default: break
+        }
+        let yaml = ManifestRenderer.render(inputs)
+        let cluster = try Self.rules(of: yaml, kind: "ClusterRole").filter { Self.touchesSecrets($0.rule) }
+        if targets != "selector" {
+            #expect(cluster.isEmpty, "a ClusterRole grants Secrets with targets \(targets): \(cluster.map(\.name))")
+        } else {
+            #expect(!cluster.isEmpty)
+        }
+        for (name, rule) in cluster {
+            let verbs = Set(rule["verbs"] as? [String] ?? [])
+            let byName = rule["resourceNames"] as? [String]
+            #expect(byName == ["kubetrace-registry"] || verbs == ["create"], "ClusterRole \(name) grants \(verbs.sorted()) on any Secret")
+            #expect(!verbs.contains("*") && !verbs.contains("list") || byName == ["kubetrace-registry"], "ClusterRole \(name) lists Secrets cluster-wide")
+        }
+        // Namespaced Roles never use wildcards either.
+        for (name, rule) in try Self.rules(of: yaml, kind: "Role") + Self.rules(of: yaml, kind: "ClusterRole") {
+            #expect(!(rule["verbs"] as? [String] ?? []).contains("*") && !(rule["resources"] as? [String] ?? []).contains("*"), "\(name) uses a wildcard")
+        }
+    }
+}

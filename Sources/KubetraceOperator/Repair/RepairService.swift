@@ -120,7 +120,14 @@ public final class RepairService: Sendable {
         watchStatsByName.withLock { $0[name] = reflector.stats }
         sync.expect(name)
         let channel = AsyncChannel<[WatchEvent<P>]>()
-        group.addTask { try await reflector.run(into: channel) }
+        group.addTask { [logger = ctx.logger] in
+            try await reflector.run(into: channel)
+            // A reflector returns only when cancelled; anything else would silently stop repairs.
+            if !Task.isCancelled {
+                logger.critical("the \(name) watch stopped unexpectedly", metadata: ["event": "watch_stopped"])
+                throw WatchStopped(name: name)
+            }
+        }
         group.addTask {
             for await batch in channel {
                 for event in batch {
@@ -268,4 +275,10 @@ public final class RepairService: Sendable {
         }
         return out
     }
+}
+
+/// A watch ended without being cancelled: the process exits non-zero so its supervisor restarts it.
+struct WatchStopped: Error, CustomStringConvertible {
+    var name: String
+    var description: String { "the \(name) watch stopped unexpectedly" }
 }
