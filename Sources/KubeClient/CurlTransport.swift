@@ -106,7 +106,7 @@ private final class Transfer: Sendable {
     nonisolated(unsafe) let easy: UnsafeMutableRawPointer
     nonisolated(unsafe) private let headerList: UnsafeMutablePointer<curl_slist>?
     nonisolated(unsafe) private let errorBuffer: UnsafeMutablePointer<CChar>
-    private let state = Mutex(State())
+    private let state = ThreadLock(State())
     private let highWatermark: Int
     private let lowWatermark: Int
     let method: String
@@ -399,7 +399,7 @@ private final class CurlLoop: Sendable {
     private static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_ALL)) }()
 
     nonisolated(unsafe) private let multi: UnsafeMutableRawPointer
-    private let ops = Mutex<[Op]>([])
+    private let ops = ThreadLock<[Op]>([])
 
     init() {
         Self.globalInit

@@ -28,6 +28,10 @@ public final class TempDir: @unchecked Sendable {
     }
 }
 
+/// How much slower than normal the code under test runs (`KUBETRACE_TEST_TIME_SCALE`, default 1;
+/// `make test-tsan` sets 4): tests whose point is a real-time schedule stretch their windows by it.
+public let testTimeScale: Double = Double(ProcessInfo.processInfo.environment["KUBETRACE_TEST_TIME_SCALE"] ?? "").flatMap { $0 >= 1 ? $0 : nil } ?? 1
+
 /// What a finished subprocess printed.
 public struct ProcessResult: Sendable {
     public var status: Int32

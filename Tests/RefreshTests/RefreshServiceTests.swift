@@ -55,23 +55,23 @@ func sampleKubeconfig(_ client: KubeClient, seconds: Double, namespace: String =
     return (expired, samples, tokens)
 }
 
-@Suite(.timeLimit(.minutes(2))) struct RefreshServiceTests {
+@Suite(.timeLimit(.minutes(5))) struct RefreshServiceTests {
     /// 6 s tokens over ~4 lifetimes with a short API outage: never an expired token, rotation and registry applied.
     @Test func keepsTheKubeconfigTokenFreshThroughOutages() async throws {
         try await DevCluster.withRunning { cluster in
             let client = try await adminClient(cluster)
             try await install(client, operatorToken: cluster.operatorToken)
             cluster.kubetraceAPI.configure {
-                $0.tokenLifetime = 6
+                $0.tokenLifetime = 6 * testTimeScale
                 $0.rotateOperatorToken = true
-                $0.registryLifetime = 8
+                $0.registryLifetime = 8 * testTimeScale
             }
             let sink = LogSink()
             let service = RefreshService(client: client, configuration: await apiConfiguration(cluster), logger: sink.logger())
             var registryExpiries: [Date] = []
             var outageInjected = false
             try await withService(service) {
-                let result = try await sampleKubeconfig(client, seconds: 22) { _ in
+                let result = try await sampleKubeconfig(client, seconds: 22 * testTimeScale) { _ in
                     if let pull = try? await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry"),
                        let e = pull.metadata.annotations?["kubetrace.net/registry-expires-at"].flatMap(RFC3339.parse) {
                         registryExpiries.append(e)
@@ -118,10 +118,10 @@ func sampleKubeconfig(_ client: KubeClient, seconds: Double, namespace: String =
             let service = RefreshService(client: client, configuration: config, logger: sink.logger())
             try await withService(service) {
                 // Watch the attempts for 3 s: every retry waits at least 0.5 s (full jitter over a doubling cap), so at most 7.
-                _ = try await sampleKubeconfig(client, seconds: 3)
+                _ = try await sampleKubeconfig(client, seconds: 3 * testTimeScale)
             }
             let failures = sink.all.filter { $0.contains("token_refresh_failed") }
-            #expect(failures.count >= 1 && failures.count <= 7, "\(failures.count) attempts")
+            #expect(failures.count >= 1 && failures.count <= Int(3 * testTimeScale / 0.5) + 1, "\(failures.count) attempts")
             #expect(failures.first?.contains("operator_token rejected by API_URL") == true)
             #expect(failures.first?.contains("regenerate it from the Kubetrace dashboard") == true)
             #expect(!sink.all.joined().contains("CANARY"))
