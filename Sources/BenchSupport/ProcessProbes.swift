@@ -54,6 +54,15 @@ public final class DatagramListener: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Reads and discards datagrams until the socket fails (blocking: run it on a thread of its
+    /// own). A notify socket nobody reads fills after 11 datagrams and then blocks the sender.
+    public func drain() {
+        var timeout = timeval(tv_sec: 0, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while recv(fd, &buffer, buffer.count, 0) >= 0 {}
+    }
+
     /// Blocks (this bench's own thread of control) until a datagram contains `text`.
     public func waitFor(_ text: String, seconds: Int) -> Bool {
         var timeout = timeval(tv_sec: seconds, tv_usec: 0)

@@ -181,6 +181,7 @@ struct RunCommand: AsyncParsableCommand {
             metrics: { metrics.render(watchers: repair.watchStats) })
         let http = HTTPEndpoints.services(health: healthAddress, metrics: metricsAddress, probes: probes, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [service, systemd] + http, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer { notifier.flush() }
         try await group.run()
     }
 }

@@ -23,8 +23,8 @@ struct ChaosRun: Sendable {
     /// shorter than the safety margin).
     static let tokenLifetime: TimeInterval = 40
     static let longestOutage = 4.5
-    /// Two Kubetrace API faults are at least this far apart (more than the 8 s margin).
-    static let apiFaultSpacing: Duration = .seconds(10)
+    /// Two Kubetrace API faults start at least this far apart (so their outages never add up to the 8 s margin).
+    static let apiFaultSpacing: Duration = .seconds(15)
     /// The manifest's memory limit (224Mi): the operator must stay under it.
     static let memoryLimitMB = 224.0
 
@@ -257,7 +257,7 @@ struct ChaosRun: Sendable {
             cluster.kubetraceAPI.outage(failure, seconds: Double.random(in: 2...Self.longestOutage, using: &rng))
             return "api-outage"
         case 8:
-            cluster.kubetraceAPI.fail(.unauthorized, times: 1)
+            cluster.kubetraceAPI.outage(.unauthorized, seconds: 1)
             return "api-401"
         case 9:
             cluster.vultr.failNext(status: [500, 503, 429].randomElement(using: &rng)!)

@@ -69,6 +69,8 @@ final class OperatorUnderTest: Sendable {
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
         var env = ["PATH": "/usr/bin:/bin", "HOME": dir, "NOTIFY_SOCKET": notify.path]
+        // Under make test-asan/test-tsan the operator's reports follow the runner's settings.
+        for key in ["ASAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS"] { env[key] = ProcessInfo.processInfo.environment[key] }
         env.merge(environment) { _, n in n }
         p.environment = env
         p.standardOutput = FileHandle(forWritingAtPath: logPath)
@@ -91,11 +93,15 @@ final class OperatorUnderTest: Sendable {
     var pid: Int32 { process.processIdentifier }
     var exitStatus: Int32? { exit.withLock { $0 } }
 
+    /// READY=1 within `seconds`; the socket is then read on for the rest of the run, as systemd
+    /// does (an unread notify socket fills after 11 datagrams and blocks the sender).
     func waitReady(seconds: Int) async -> Bool {
         let notify = self.notify
-        return await withCheckedContinuation { c in
+        let ready = await withCheckedContinuation { c in
             Thread { c.resume(returning: notify.waitFor("READY=1", seconds: seconds)) }.start()
         }
+        Thread { notify.drain() }.start()
+        return ready
     }
 
     /// SIGTERM, then the exit status (SIGKILL and -1 when it does not exit in time).

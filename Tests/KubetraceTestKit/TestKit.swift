@@ -32,6 +32,12 @@ public final class TempDir: @unchecked Sendable {
 /// `make test-tsan` sets 4): tests whose point is a real-time schedule stretch their windows by it.
 public let testTimeScale: Double = Double(ProcessInfo.processInfo.environment["KUBETRACE_TEST_TIME_SCALE"] ?? "").flatMap { $0 >= 1 ? $0 : nil } ?? 1
 
+/// The sanitizer settings of this process (`make test-asan`/`test-tsan`), for the binaries the
+/// tests start with a bare environment: their reports must follow the same rules.
+public var sanitizerEnvironment: [String: String] {
+    ProcessInfo.processInfo.environment.filter { ["ASAN_OPTIONS", "TSAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "KUBETRACE_TEST_TIME_SCALE"].contains($0.key) }
+}
+
 /// What a finished subprocess printed.
 public struct ProcessResult: Sendable {
     public var status: Int32

@@ -7,7 +7,7 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct BenchSmokeTests {
     func bench(_ args: [String], _ out: String) async throws -> [String: JSONValue] {
         let r = try await runProcess(binaryDirectory().appendingPathComponent("kubetrace-bench"), args + ["--output", out],
-                                     environment: ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()])
+                                     environment: ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()].merging(sanitizerEnvironment) { a, _ in a })
         #expect(r.status == 0, "\(args.first ?? ""): \(r.stderr.suffix(800))")
         let data = try Data(contentsOf: URL(fileURLWithPath: out))
         return try JSONValue.parse(Array(data)).objectValue ?? [:]

@@ -12,7 +12,7 @@ func binaryDirectory() -> URL {
 
 /// Runs the built `kubetrace-operator` binary as a user would, with a bare environment.
 func runCLI(_ args: [String], environment: [String: String] = [:], timeout: Duration = .seconds(120)) async throws -> ProcessResult {
-    var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory() + "kt-no-home"]
+    var env = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory() + "kt-no-home"].merging(sanitizerEnvironment) { a, _ in a }
     env.merge(environment) { _, new in new }
     return try await runProcess(binaryDirectory().appendingPathComponent("kubetrace-operator"), args, environment: env, timeout: timeout)
 }

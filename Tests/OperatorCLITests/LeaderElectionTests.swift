@@ -15,7 +15,7 @@ final class OperatorProcess: @unchecked Sendable {
     init(_ args: [String], dir: TempDir, name: String, environment: [String: String] = [:], stderrFile: String? = nil, stdoutToo: Bool = false) throws {
         process.executableURL = binaryDirectory().appendingPathComponent("kubetrace-operator")
         process.arguments = args
-        var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path]
+        var env = ["PATH": "/usr/bin:/bin", "HOME": dir.path].merging(sanitizerEnvironment) { a, _ in a }
         env.merge(environment) { _, n in n }
         process.environment = env
         let pipe = Pipe()

@@ -10,6 +10,10 @@ final class SystemdNotifier: Sendable {
     public let socket: String?
     private let warned = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
+    private let warnedFull = Atomic<Bool>(false)
+    private let pending = Atomic<Int>(0)
+    private let queue = DispatchQueue(label: "kubetrace.sd-notify")
+    static let maxPending = 16
     /// Every state sent, for tests of the sequence in process.
     let sent = Mutex<[String]>([])
 
@@ -26,11 +30,34 @@ final class SystemdNotifier: Sendable {
         if state.hasPrefix("STOPPING=1") { stopping.store(true, ordering: .relaxed) }
         else if stopping.load(ordering: .relaxed), state != "WATCHDOG=1" { return }
         sent.withLock { $0.append(state) }
-        let r = sd_notify(0, state)
-        if r < 0, !warned.exchange(true, ordering: .relaxed) {
-            logger.warning("cannot notify systemd; carrying on without it",
-                           metadata: ["notify_socket": "\(socket)", "error": "\(String(cString: strerror(-r)))"])
+        // sd_notify blocks once the receiver's queue is full (a busy or stuck manager, a listener
+        // that does not read): measured here, the 12th unread datagram blocks for good. It runs
+        // on a queue of its own, never on a task's thread, and at most `maxPending` wait; beyond
+        // that STATUS updates are dropped (READY, RELOADING, STOPPING are always queued).
+        let essential = !state.hasPrefix("STATUS=") && state != "WATCHDOG=1"
+        guard essential || pending.load(ordering: .relaxed) < Self.maxPending else {
+            if !warnedFull.exchange(true, ordering: .relaxed) {
+                logger.warning("systemd is not reading notifications; dropping status updates until it does", metadata: ["notify_socket": "\(socket)"])
+            }
+            return
         }
+        pending.add(1, ordering: .relaxed)
+        queue.async { [self] in
+            let r = sd_notify(0, state)
+            pending.subtract(1, ordering: .relaxed)
+            if r < 0, !warned.exchange(true, ordering: .relaxed) {
+                logger.warning("cannot notify systemd; carrying on without it",
+                               metadata: ["notify_socket": "\(socket)", "error": "\(String(cString: strerror(-r)))"])
+            }
+        }
+    }
+
+    /// Waits (at most `timeout`) until every queued notification went out: before exit, so
+    /// STOPPING=1 is delivered, without hanging on a manager that does not read.
+    func flush(timeout: DispatchTimeInterval = .seconds(2)) {
+        let done = DispatchSemaphore(value: 0)
+        queue.async { done.signal() }
+        _ = done.wait(timeout: .now() + timeout)
     }
 
     /// Half of `WATCHDOG_USEC` when the watchdog is on for this process (libsystemd checks `WATCHDOG_PID`).
