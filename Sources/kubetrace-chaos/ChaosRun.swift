@@ -11,6 +11,7 @@ struct ChaosRun: Sendable {
     let recoveryBound: Duration
     let repairBound: Duration
     let stopBound: Duration
+    let memoryLimitMB: Double
     let writeLimit: Int
     let operatorBinary: String
     let verbose: Bool
@@ -25,8 +26,6 @@ struct ChaosRun: Sendable {
     static let longestOutage = 4.5
     /// Two Kubetrace API faults start at least this far apart (so their outages never add up to the 8 s margin).
     static let apiFaultSpacing: Duration = .seconds(15)
-    /// The manifest's memory limit (224Mi): the operator must stay under it.
-    static let memoryLimitMB = 224.0
 
     /// Objects the operator keeps, as the invariant checker names them.
     static var managedKeys: Set<String> {
@@ -141,7 +140,7 @@ struct ChaosRun: Sendable {
                         if let status = op.exitStatus { await checker.violate("the operator exited (status \(status)) during chaos; its log:\n\(op.tail())"); return }
                         let mb = ProcessStats.rssMegabytes(op.pid)
                         rss.withLock { $0 = (max($0.max, mb), mb) }
-                        if mb > Self.memoryLimitMB { await checker.violate("operator RSS \(mb) MB exceeds the manifest's limit \(Self.memoryLimitMB) MB") }
+                        if mb > memoryLimitMB { await checker.violate("operator RSS \(mb) MB exceeds the limit \(memoryLimitMB) MB") }
                     }
                 }
             }
