@@ -150,8 +150,22 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw CLIError.runtime("cannot reach the API server of \(connection.source): \(error)")
         }
-        if let secret = try? await client.get(Secret.self, namespace: names.namespace, name: names.operatorSecret),
-           secret.data?["vultr_api_key"] != nil, secret.data?["registry_id"] != nil {
+        // Vultr re-minting is on when the operator Secret holds its key and registry id. A failed
+        // read is not "no Secret": it is retried, and the start fails if it keeps failing.
+        var operatorSecret: Secret?
+        for attempt in 1...4 {
+            do {
+                operatorSecret = try await client.get(Secret.self, namespace: names.namespace, name: names.operatorSecret)
+                break
+            } catch let e as KubeClientError where e.httpStatus == 404 || e.httpStatus == 403 {
+                if e.httpStatus == 403 { logger.warning("cannot read the operator Secret; Vultr re-minting stays off", metadata: ["error": "\(e)"]) }
+                break
+            } catch {
+                guard attempt < 4 else { throw CLIError.runtime("cannot read Secret \(names.namespace)/\(names.operatorSecret): \(error)") }
+                try await Task.sleep(for: .seconds(attempt))
+            }
+        }
+        if let secret = operatorSecret, secret.data?["vultr_api_key"] != nil, secret.data?["registry_id"] != nil {
             config.vultr = (vultr.baseURL, vultr.tls)
         }
 

@@ -41,6 +41,8 @@ public struct RefreshService: Sendable {
     /// What this process last wrote into each managed key, so its own writes (whose
     /// watch events can arrive before the write call returns) never count as outside changes.
     private let ownWrites = OwnWrites()
+    /// The operator Secret's `operator_token` as the watch last saw it (nil: not seen, or none).
+    private let cachedOperatorToken = CachedValue<SecretString>()
     /// The running loops, so a reload (SIGHUP) can make them re-read their credentials.
     private let loops = RunningLoops()
 
@@ -147,6 +149,9 @@ public struct RefreshService: Sendable {
 
     func operatorToken() async throws -> SecretString {
         if let file = config.operatorTokenFile { return try Self.readToken(file) }
+        // Kept current by the Secret watch: the refresh path does not depend on one more request
+        // succeeding near expiry (the soak saw a token lapse when that GET kept failing).
+        if let cached = cachedOperatorToken.get() { return cached }
         do {
             let secret = try await client.get(Secret.self, namespace: ns, name: config.names.operatorSecret)
             if let token = secret.data?["operator_token"], !token.isEmpty {
@@ -189,6 +194,7 @@ public struct RefreshService: Sendable {
             a[Self.refreshedAtAnnotation] = RFC3339.format(Date())
             secret.metadata.annotations = a
         }
+        cachedOperatorToken.set(token)
         logger.info("operator token rotated", metadata: ["event": "operator_token_rotated"])
     }
 
@@ -249,6 +255,15 @@ public struct RefreshService: Sendable {
             var synced = false
             for await batch in channel {
                 for event in batch {
+                    // The operator token, from the watch: a refresh then needs no GET of its own.
+                    switch event {
+                    case .added(let s) where s.meta.name == config.names.operatorSecret, .modified(let s) where s.meta.name == config.names.operatorSecret:
+                        let t = s.values["operator_token"].map { $0.string.trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+                        cachedOperatorToken.set(t.isEmpty ? nil : SecretString(t))
+                    case .deleted(let s) where s.meta.name == config.names.operatorSecret:
+                        cachedOperatorToken.set(nil)
+                    default: break
+                    }
                     guard case .modified(let s) = event, synced else {
                         if case .synced = event { synced = true }
                         continue
@@ -264,6 +279,13 @@ public struct RefreshService: Sendable {
         await events.record(regarding: ObjectReference(apiVersion: "v1", kind: "Secret", namespace: ns, name: secretName),
                             reason: reason, note: note, warning: warning)
     }
+}
+
+/// One value shared between the watch that keeps it and the loops that read it.
+final class CachedValue<Value: Sendable>: Sendable {
+    private let value = Mutex<Value?>(nil)
+    func get() -> Value? { value.withLock { $0 } }
+    func set(_ v: Value?) { value.withLock { $0 = v } }
 }
 
 final class OwnWrites: Sendable {
