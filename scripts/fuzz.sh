@@ -23,10 +23,10 @@ for t in "${targets[@]}"; do
   regressions=(regressions/"$t"/*)
   shopt -u nullglob
   if [ ${#regressions[@]} -gt 0 ]; then
-    "$bin/fuzz-$t" "${regressions[@]}" >"$log" 2>&1 || { echo "fuzz: $t fails a kept regression input:" >&2; tail -20 "$log" >&2; failed=1; continue; }
+    FUZZ_TARGET="$t" "$bin/kubetrace-fuzz" "${regressions[@]}" >"$log" 2>&1 || { echo "fuzz: $t fails a kept regression input:" >&2; tail -20 "$log" >&2; failed=1; continue; }
   fi
   status=0
-  "$bin/fuzz-$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  FUZZ_TARGET="$t" "$bin/kubetrace-fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="crashes/$t-" "$work" "corpus/$t" >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)

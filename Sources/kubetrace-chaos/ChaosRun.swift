@@ -146,7 +146,7 @@ struct ChaosRun: Sendable {
             }
 
             // Faults and damages, from one seeded sequence.
-            var rng = SeededGenerator(seed: seed)
+            var rng = SplitMix(seed: seed)
             let end = ContinuousClock.now.advanced(by: duration)
             var lastDamage: [String: ContinuousClock.Instant] = [:]
             var lastAPIFault: ContinuousClock.Instant?
@@ -217,7 +217,7 @@ struct ChaosRun: Sendable {
     }
 
     /// One fault from the mix; returns its name.
-    private func injectFault(_ rng: inout SeededGenerator, cluster: DevCluster, lastAPIFault: inout ContinuousClock.Instant?) async throws -> String {
+    private func injectFault(_ rng: inout SplitMix, cluster: DevCluster, lastAPIFault: inout ContinuousClock.Instant?) async throws -> String {
         var choice = Int.random(in: 0..<11, using: &rng)
         // Kubetrace API faults (7, 8, 10) keep the precondition: each outage is shorter
         // than the margin, and they are spaced so that two never add up to more than it.

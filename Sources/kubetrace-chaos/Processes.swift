@@ -60,6 +60,8 @@ final class OperatorUnderTest: Sendable {
     let logPath: String
     let notify: DatagramListener
     private let exit = Mutex<Int32?>(nil)
+    /// Signalled once, when the process has exited.
+    private let ended = DispatchSemaphore(value: 0)
 
     init(binary: String, dir: String, arguments: [String], environment: [String: String]) throws {
         logPath = "\(dir)/operator.log"
@@ -77,7 +79,11 @@ final class OperatorUnderTest: Sendable {
         p.standardError = FileHandle(forWritingAtPath: logPath)
         p.standardInput = FileHandle.nullDevice
         process = p
-        p.terminationHandler = { [weak self] proc in self?.exit.withLock { $0 = proc.terminationStatus } }
+        let ended = self.ended
+        p.terminationHandler = { [weak self] proc in
+            self?.exit.withLock { $0 = proc.terminationStatus }
+            ended.signal()
+        }
         try p.run()
         // A runner stopped by a signal (a timeout, ^C) takes its operator with it: no orphans.
         operatorPID.store(p.processIdentifier, ordering: .relaxed)
@@ -107,13 +113,16 @@ final class OperatorUnderTest: Sendable {
     /// SIGTERM, then the exit status (SIGKILL and -1 when it does not exit in time).
     func stop(within: Duration) async -> Int32 {
         Glibc.kill(pid, SIGTERM)
-        let deadline = ContinuousClock.now.advanced(by: within)
-        while ContinuousClock.now < deadline {
-            if let s = exitStatus { return s }
-            try? await Task.sleep(for: .milliseconds(50))
+        let ended = self.ended
+        let (secs, atto) = within.components
+        let exited = await withCheckedContinuation { c in
+            Thread { c.resume(returning: ended.wait(timeout: .now() + .milliseconds(Int(secs) * 1000 + Int(atto / 1_000_000_000_000_000))) == .success) }.start()
         }
-        Glibc.kill(pid, SIGKILL)
-        return -1
+        guard exited, let status = exitStatus else {
+            Glibc.kill(pid, SIGKILL)
+            return -1
+        }
+        return status
     }
 
     func forceKill() { if exitStatus == nil { Glibc.kill(pid, SIGKILL) } }

@@ -142,7 +142,8 @@ import Testing
         try await DevCluster.withRunning { cluster in
             // Unknown CA: the kubeconfig trusts another one.
             let other = try CertificateAuthorityPEM.other()
-            let unknownCA = try await Self.versionError(cluster) { $0.replacingOccurrences(of: try! Self.caData(of: $0), with: other) }
+            let ours = try Self.caData(of: cluster.kubeconfigYAML(server: await cluster.url()))
+            let unknownCA = try await Self.versionError(cluster) { $0.replacingOccurrences(of: ours, with: other) }
             #expect(unknownCA.contains("SSL certificate problem") && unknownCA.contains("curl error 60"), "\(unknownCA)")
             // Wrong host name: verified as another name than the certificate's.
             let wrongHost = try await Self.versionError(cluster) { $0.replacingOccurrences(of: "    server:", with: "    tls-server-name: wrong.example\n    server:") }
