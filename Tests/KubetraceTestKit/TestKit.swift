@@ -185,3 +185,22 @@ public struct SinkHandler: LogHandler {
         sink.append("\(level) \(message) \(merged)")
     }
 }
+
+/// A TCP socket bound to 127.0.0.1 on a port the kernel picked, listening when asked; the caller
+/// closes it. Tests use it as a server that never answers, or close it at once to learn a free port.
+public func loopbackSocket(listening: Bool) throws -> (fd: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let ok = withUnsafeMutablePointer(to: &addr) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+    }
+    guard ok, !listening || listen(fd, 16) == 0 else {
+        close(fd)
+        throw POSIXError(.EADDRINUSE)
+    }
+    return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+}
