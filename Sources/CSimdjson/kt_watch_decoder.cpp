@@ -21,10 +21,44 @@ inline void put(kt_decoder *d, kt_field f, std::string_view k, std::string_view 
 
 inline void put(kt_decoder *d, kt_field f, std::string_view v) { put(d, f, std::string_view(), v); }
 
-error_code read_string_map(kt_decoder *d, ondemand::value v, kt_field f) {
-    ondemand::object obj;
-    auto err = v.get_object().get(obj);
+// Go writes a nil slice or map whose field has no `omitempty` as null (a zero-value Pod, as in
+// every Pod BOOKMARK, carries `"spec":{"containers":null}`), and a client may send null for any
+// optional field. Null is an absent field, never a wrong type. simdjson consumes the value only
+// when it is null.
+inline bool absent(ondemand::value &v) {
+    bool isNull = false;
+    return v.is_null().get(isNull) == SUCCESS && isNull;
+}
+
+// The object at `r`, or `present = false` when it is null. Taking the result (not the value)
+// keeps an error an error code: converting a failed result to a value would throw.
+inline error_code object_or_null(simdjson_result<ondemand::value> r, ondemand::object &out, bool &present) {
+    present = false;
+    ondemand::value v;
+    auto err = r.get(v);
     if (err) return err;
+    if (absent(v)) return SUCCESS;
+    err = v.get_object().get(out);
+    if (!err) present = true;
+    return err;
+}
+
+inline error_code array_or_null(simdjson_result<ondemand::value> r, ondemand::array &out, bool &present) {
+    present = false;
+    ondemand::value v;
+    auto err = r.get(v);
+    if (err) return err;
+    if (absent(v)) return SUCCESS;
+    err = v.get_array().get(out);
+    if (!err) present = true;
+    return err;
+}
+
+error_code read_string_map(kt_decoder *d, simdjson_result<ondemand::value> v, kt_field f) {
+    ondemand::object obj;
+    bool present;
+    auto err = object_or_null(v, obj, present);
+    if (err || !present) return err;
     for (auto field : obj) {
         std::string_view key;
         if ((err = field.unescaped_key().get(key))) return err;
@@ -34,10 +68,11 @@ error_code read_string_map(kt_decoder *d, ondemand::value v, kt_field f) {
     return SUCCESS;
 }
 
-error_code read_metadata(kt_decoder *d, ondemand::value v) {
+error_code read_metadata(kt_decoder *d, simdjson_result<ondemand::value> v) {
     ondemand::object obj;
-    auto err = v.get_object().get(obj);
-    if (err) return err;
+    bool present;
+    auto err = object_or_null(v, obj, present);
+    if (err || !present) return err;
     for (auto field : obj) {
         std::string_view key;
         if ((err = field.unescaped_key().get(key))) return err;
@@ -51,10 +86,13 @@ error_code read_metadata(kt_decoder *d, ondemand::value v) {
         else if (key == "annotations") { if ((err = read_string_map(d, field.value(), KT_F_ANNOTATION))) return err; }
         else if (key == "ownerReferences") {
             ondemand::array arr;
-            if ((err = field.value().get_array().get(arr))) return err;
+            if ((err = array_or_null(field.value(), arr, present))) return err;
+            if (!present) continue;
             for (auto item : arr) {
                 ondemand::object o;
-                if ((err = item.get_object().get(o))) return err;
+                bool isObject;
+                if ((err = object_or_null(item, o, isObject))) return err;
+                if (!isObject) continue;
                 std::string_view kind, name;
                 bool controller = false;
                 for (auto of : o) {
@@ -73,26 +111,30 @@ error_code read_metadata(kt_decoder *d, ondemand::value v) {
 }
 
 // Reads `[{"name": …}, …]` lists (imagePullSecrets) as entries of field f.
-error_code read_name_list(kt_decoder *d, ondemand::value v, kt_field f) {
+error_code read_name_list(kt_decoder *d, simdjson_result<ondemand::value> v, kt_field f) {
     ondemand::array arr;
-    auto err = v.get_array().get(arr);
-    if (err) return err;
+    bool present;
+    auto err = array_or_null(v, arr, present);
+    if (err || !present) return err;
     for (auto item : arr) {
         ondemand::object o;
-        if ((err = item.get_object().get(o))) return err;
+        if ((err = object_or_null(item, o, present))) return err;
+        if (!present) continue;
         std::string_view name;
         if (o.find_field_unordered("name").get_string().get(name) == SUCCESS) put(d, f, name);
     }
     return SUCCESS;
 }
 
-error_code read_containers(kt_decoder *d, ondemand::value v) {
+error_code read_containers(kt_decoder *d, simdjson_result<ondemand::value> v) {
     ondemand::array arr;
-    auto err = v.get_array().get(arr);
-    if (err) return err;
+    bool present;
+    auto err = array_or_null(v, arr, present);
+    if (err || !present) return err;
     for (auto item : arr) {
         ondemand::object o;
-        if ((err = item.get_object().get(o))) return err;
+        if ((err = object_or_null(item, o, present))) return err;
+        if (!present) continue;
         std::string_view name, image;
         for (auto f : o) {
             std::string_view k;
@@ -105,13 +147,15 @@ error_code read_containers(kt_decoder *d, ondemand::value v) {
     return SUCCESS;
 }
 
-error_code read_statuses(kt_decoder *d, ondemand::value v) {
+error_code read_statuses(kt_decoder *d, simdjson_result<ondemand::value> v) {
     ondemand::array arr;
-    auto err = v.get_array().get(arr);
-    if (err) return err;
+    bool present;
+    auto err = array_or_null(v, arr, present);
+    if (err || !present) return err;
     for (auto item : arr) {
         ondemand::object o;
-        if ((err = item.get_object().get(o))) return err;
+        if ((err = object_or_null(item, o, present))) return err;
+        if (!present) continue;
         for (auto f : o) {
             std::string_view k;
             if ((err = f.unescaped_key().get(k))) return err;
@@ -133,7 +177,7 @@ error_code read_statuses(kt_decoder *d, ondemand::value v) {
     return SUCCESS;
 }
 
-error_code read_object(kt_decoder *d, ondemand::value v, int kind, bool isStatus) {
+error_code read_object(kt_decoder *d, simdjson_result<ondemand::value> v, int kind, bool isStatus) {
     ondemand::object obj;
     auto err = v.get_object().get(obj);
     if (err) return err;
@@ -174,7 +218,9 @@ error_code read_object(kt_decoder *d, ondemand::value v, int kind, bool isStatus
         case KT_KIND_POD:
             if (key == "spec") {
                 ondemand::object spec;
-                if ((err = field.value().get_object().get(spec))) return err;
+                bool present;
+                if ((err = object_or_null(field.value(), spec, present))) return err;
+                if (!present) break;
                 for (auto sf : spec) {
                     std::string_view sk;
                     if ((err = sf.unescaped_key().get(sk))) return err;
@@ -184,7 +230,9 @@ error_code read_object(kt_decoder *d, ondemand::value v, int kind, bool isStatus
                 }
             } else if (key == "status") {
                 ondemand::object status;
-                if ((err = field.value().get_object().get(status))) return err;
+                bool present;
+                if ((err = object_or_null(field.value(), status, present))) return err;
+                if (!present) break;
                 for (auto sf : status) {
                     std::string_view sk;
                     if ((err = sf.unescaped_key().get(sk))) return err;
@@ -271,7 +319,9 @@ int kt_decode_list(kt_decoder *d, const char *buf, size_t len, size_t capacity, 
                 if ((err = field.unescaped_key().get(key))) break;
                 if (key == "metadata") {
                     ondemand::object meta;
-                    if ((err = field.value().get_object().get(meta))) break;
+                    bool present;
+                    if ((err = object_or_null(field.value(), meta, present))) break;
+                    if (!present) continue;
                     for (auto mf : meta) {
                         std::string_view mk, s;
                         if ((err = mf.unescaped_key().get(mk))) break;
@@ -280,13 +330,16 @@ int kt_decode_list(kt_decoder *d, const char *buf, size_t len, size_t capacity, 
                     }
                     if (err) break;
                 } else if (key == "items") {
+                    // `items` has no omitempty: an empty list may come as `"items":null`.
                     ondemand::array items;
-                    if ((err = field.value().get_array().get(items))) break;
+                    bool present;
+                    if ((err = array_or_null(field.value(), items, present))) break;
+                    if (!present) continue;
                     for (auto item : items) {
                         ondemand::value v;
                         if ((err = item.get(v))) break;
                         put(d, KT_F_ITEM_BEGIN, std::string_view());
-                        if ((err = read_object(d, v, kind, false))) break;
+                        if ((err = read_object(d, std::move(v), kind, false))) break;
                     }
                     if (err) break;
                 }

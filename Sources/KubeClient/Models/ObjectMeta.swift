@@ -45,18 +45,31 @@ public struct ListMeta: Codable, Sendable, Equatable {
     public var resourceVersion: String?
     public var `continue`: String?
     public var remainingItemCount: Int?
+    public init() {}
 }
 
 /// A `…List` answer.
 public struct ObjectList<Item: Codable & Sendable>: Codable, Sendable {
     public var metadata: ListMeta
     public var items: [Item]
+
+    /// `items` has no `omitempty`: an empty list may come as `"items":null`; `metadata` may be absent.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        metadata = try c.decodeIfPresent(ListMeta.self, forKey: .metadata) ?? ListMeta()
+        items = try c.decodeIfPresent([Item].self, forKey: .items) ?? []
+    }
 }
 
 /// A reference to a Secret or other object by name (`imagePullSecrets` entries).
 public struct LocalObjectReference: Codable, Sendable, Equatable, Hashable {
     public var name: String
     public init(name: String) { self.name = name }
+
+    /// core/v1 `LocalObjectReference.Name` is `omitempty`: `{}` is a valid (empty) reference.
+    public init(from decoder: any Decoder) throws {
+        name = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .name) ?? ""
+    }
 }
 
 /// A Kubernetes kind the client can address: where it lives in the API.

@@ -49,6 +49,16 @@ public struct Event: KubeResource, Equatable {
     public struct Series: Codable, Sendable, Equatable {
         public var count: Int
         public var lastObservedTime: String
+        public init(count: Int, lastObservedTime: String) {
+            self.count = count
+            self.lastObservedTime = lastObservedTime
+        }
+        /// A zero `metav1.MicroTime` is written as null.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            count = try c.decodeIfPresent(Int.self, forKey: .count) ?? 0
+            lastObservedTime = try c.decodeIfPresent(String.self, forKey: .lastObservedTime) ?? ""
+        }
     }
     public var apiVersion: String? = "events.k8s.io/v1"
     public var kind: String? = "Event"
@@ -107,10 +117,28 @@ public struct TokenRequest: Codable, Sendable {
         public var audiences: [String]
         public var expirationSeconds: Int?
         public var boundObjectRef: BoundObjectReference?
+        init(audiences: [String], expirationSeconds: Int?, boundObjectRef: BoundObjectReference?) {
+            self.audiences = audiences
+            self.expirationSeconds = expirationSeconds
+            self.boundObjectRef = boundObjectRef
+        }
+        /// authentication/v1 `TokenRequestSpec.Audiences` has no `omitempty` (nil → null).
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            audiences = try c.decodeIfPresent([String].self, forKey: .audiences) ?? []
+            expirationSeconds = try c.decodeIfPresent(Int.self, forKey: .expirationSeconds)
+            boundObjectRef = try c.decodeIfPresent(BoundObjectReference.self, forKey: .boundObjectRef)
+        }
     }
     public struct Status: Codable, Sendable {
         public var token: SecretString
         public var expirationTimestamp: String
+        /// A zero `metav1.Time` is written as null; the caller checks the expiry it needs.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            token = try c.decodeIfPresent(SecretString.self, forKey: .token) ?? SecretString("")
+            expirationTimestamp = try c.decodeIfPresent(String.self, forKey: .expirationTimestamp) ?? ""
+        }
     }
     public var apiVersion: String = "authentication.k8s.io/v1"
     public var kind: String = "TokenRequest"

@@ -14,6 +14,16 @@ public struct PolicyRule: Codable, Sendable, Equatable, Hashable {
         self.resourceNames = resourceNames
         self.nonResourceURLs = nonResourceURLs
     }
+
+    /// rbac/v1 `PolicyRule.Verbs` has no `omitempty`: a Go server writes a nil slice as null.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        apiGroups = try c.decodeIfPresent([String].self, forKey: .apiGroups)
+        resources = try c.decodeIfPresent([String].self, forKey: .resources)
+        verbs = try c.decodeIfPresent([String].self, forKey: .verbs) ?? []
+        resourceNames = try c.decodeIfPresent([String].self, forKey: .resourceNames)
+        nonResourceURLs = try c.decodeIfPresent([String].self, forKey: .nonResourceURLs)
+    }
 }
 
 public struct Role: KubeResource, Equatable {

@@ -116,7 +116,7 @@ public struct RefreshService: Sendable {
         case .tokenRequest(let audiences, let lifetime):
             let minted = try await client.requestToken(namespace: ns, serviceAccount: config.names.readOnlyServiceAccount,
                                                        TokenRequest(audiences: audiences, expirationSeconds: max(lifetime, 600)))
-            guard let status = minted.status, let expiry = RFC3339.parse(status.expirationTimestamp) else {
+            guard let status = minted.status, !status.token.value.isEmpty, let expiry = RFC3339.parse(status.expirationTimestamp) else {
                 throw RefreshFailure(kind: .badAnswer, message: "TokenRequest answer has no token or expirationTimestamp")
             }
             try await writeKubeconfig(token: status.token, expiresAt: expiry, server: facts.server ?? client.connection.server,
