@@ -164,6 +164,15 @@ public struct KubeClient: Sendable {
         }
     }
 
+    /// Sends an authenticated request and returns whatever the server answered, any status:
+    /// for tools and tests that look at error bodies as they are (client-go's `Do().Raw()`).
+    public func exchange(_ method: String, path: String, query: [(String, String)] = [], body: [UInt8]? = nil,
+                         contentType: String = "application/json", timeout: Duration = .seconds(60)) async throws -> HTTPResponse {
+        let auth = try await credentials.current()
+        let req = makeRequest(method, path: path, query: query, body: body, contentType: contentType, auth: auth, timeout: timeout)
+        return try await transport.send(req, tls: tls(auth))
+    }
+
     /// Opens a streaming GET (a watch): returns once a 2xx head arrives; the
     /// body streams with backpressure. Non-2xx answers throw with the Status.
     public func stream(path: String, query: [(String, String)]) async throws -> (HTTPResponseHead, HTTPBody) {

@@ -98,20 +98,24 @@ struct APIServer: HTTPResponder {
             return Self.json(.object(["kind": .string("Status"), "apiVersion": .string("v1"), "status": .string("Success")]))
         }
 
+        let kinds = await store.servedKinds
         if segments == ["api"] {
             return Self.json(.object(["kind": .string("APIVersions"), "versions": .array([.string("v1")]),
                                       "serverAddressByClientCIDRs": .array([.object(["clientCIDR": .string("0.0.0.0/0"), "serverAddress": .string("127.0.0.1")])])]))
         }
-        if segments == ["apis"] { return Self.json(Discovery.groupList()) }
-        if segments == ["openapi", "v3"] { return Self.json(Discovery.openAPIRoot()) }
+        if segments == ["apis"] { return Self.json(Discovery.groupList(kinds)) }
+        if segments == ["openapi", "v3"] { return Self.json(Discovery.openAPIRoot(kinds)) }
         if segments.first == "openapi", segments.count >= 3, segments[1] == "v3",
-           let doc = Discovery.openAPIDocument(path: segments.dropFirst(2).joined(separator: "/")) {
+           let doc = Discovery.openAPIDocument(path: segments.dropFirst(2).joined(separator: "/"), kinds: kinds) {
             return Self.json(doc)
         }
-        if segments == ["api", "v1"] { return Self.json(Discovery.resourceList(group: "", version: "v1")) }
-        if segments.count == 3, segments[0] == "apis" { return Self.json(Discovery.resourceList(group: segments[1], version: segments[2])) }
+        if segments == ["api", "v1"] { return Self.json(Discovery.resourceList(group: "", version: "v1", kinds: kinds)) }
+        if segments.count == 2, segments[0] == "apis", let group = Discovery.group(segments[1], kinds: kinds) { return Self.json(group) }
+        if segments.count == 3, segments[0] == "apis", kinds.contains(where: { $0.group == segments[1] && $0.version == segments[2] }) {
+            return Self.json(Discovery.resourceList(group: segments[1], version: segments[2], kinds: kinds))
+        }
 
-        guard let target = ResourcePath.parse(segments) else { throw APIError.pathNotFound(path) }
+        guard let target = ResourcePath.parse(segments, kinds: kinds) else { throw APIError.pathNotFound(path) }
         let query = request.uri.queryParameters
         let method = request.method
         let isWatch = query["watch"].map { $0 == "1" || $0 == "true" } ?? false
@@ -144,48 +148,43 @@ struct APIServer: HTTPResponder {
             guard method == .post, target.name == nil else { throw APIError.methodNotAllowed(method.rawValue) }
             return try await selfSubjectAccessReview(user, body: try await Self.body(request, context: context))
         }
+        var write = try Self.writeOptions(request, verb: verb)
+        write.user = user
         if let sub = target.subresource {
-            switch (target.kind, sub, method) {
-            case (.serviceAccount, "token", .post):
+            switch (sub, method) {
+            case ("token", .post) where target.kind == .serviceAccount:
                 return try await tokenRequest(target, body: try await Self.body(request, context: context))
-            case (.pod, "status", _): break  // the whole Pod, like the main resource
-            default: throw APIError.pathNotFound(path)
+            case ("status", _) where target.kind.statusSubresource && method != .delete && method != .post:
+                write.subresource = "status"
+            case ("scale", _) where target.kind == .deployment || target.kind == .replicaSet:
+                return try await scale(target, request: request, context: context, options: write)
+            default:
+                throw APIError.pathNotFound(path)
             }
         }
         switch (method, target.name) {
         case (.get, _) where isWatch:
             return try await watch(target, query: query)
         case (.get, nil):
-            let selector = try Selector(labelSelector: query["labelSelector"].map(String.init), fieldSelector: query["fieldSelector"].map(String.init))
-            let limit = query["limit"].flatMap { Int($0) }
-            let result = try await store.list(target.kind, namespace: target.namespace, selector: selector, limit: limit,
-                                              continueToken: query["continue"].map(String.init))
-            var meta: [String: JSONValue] = ["resourceVersion": .string(String(result.resourceVersion))]
-            if let c = result.continueToken { meta["continue"] = .string(c) }
-            if let r = result.remaining { meta["remainingItemCount"] = .int(r) }
-            // The items are already encoded: splice them in rather than re-encoding 20,000 objects.
-            var body = Array(#"{"kind":"\#(target.kind.listKind)","apiVersion":"\#(target.kind.apiVersion)","metadata":"#.utf8)
-            body += JSONValue.object(meta).jsonBytes()
-            body += Array(#","items":["#.utf8)
-            for (i, item) in result.items.enumerated() {
-                if i > 0 { body.append(UInt8(ascii: ",")) }
-                body += item
-            }
-            body += Array("]}".utf8)
-            return Self.rawJSON(body)
+            let options = try listOptions(query)
+            let selector = try Selector(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, kind: target.kind)
+            let result = try await store.list(target.kind, namespace: target.namespace, selector: selector, options: options)
+            return Self.listResponse(target.kind, result)
         case (.get, let name?):
             return Self.json(try await store.get(target.kind, namespace: target.namespace, name: name))
         case (.post, nil):
-            let body = try await Self.body(request, context: context)
-            return Self.json(try await store.create(target.kind, namespace: target.namespace, body: body, as: user), status: 201)
+            let body = try await Self.body(request, context: context, expecting: target.kind)
+            return Self.json(try await store.create(target.kind, namespace: target.namespace, body: body, options: write), status: 201)
         case (.put, let name?):
-            let body = try await Self.body(request, context: context)
-            return Self.json(try await store.update(target.kind, namespace: target.namespace, name: name, body: body, as: user))
+            let body = try await Self.body(request, context: context, expecting: target.kind)
+            return Self.json(try await store.update(target.kind, namespace: target.namespace, name: name, body: body, options: write))
         case (.patch, let name?):
             let bytes = try await request.body.collect(upTo: context.maxUploadSize)
             let contentType = request.headers[.contentType] ?? ""
-            return Self.json(try await store.patch(target.kind, namespace: target.namespace, name: name,
-                                                   contentType: contentType, body: Array(buffer: bytes), as: user))
+            try Self.checkPatchOptions(contentType: contentType, query: query)
+            let result = try await store.patch(target.kind, namespace: target.namespace, name: name, contentType: contentType,
+                                               body: Array(buffer: bytes), options: write)
+            return Self.json(result.object, status: result.created ? 201 : 200)
         case (.delete, let name?):
             let bytes = try await request.body.collect(upTo: context.maxUploadSize)
             var uid: String?
@@ -193,11 +192,109 @@ struct APIServer: HTTPResponder {
             if bytes.readableBytes > 0, let opts = try? JSONValue.parse(Array(buffer: bytes)) {
                 uid = opts["preconditions"]?["uid"]?.stringValue
                 rv = opts["preconditions"]?["resourceVersion"]?.stringValue
+                if opts["dryRun"]?.arrayValue?.contains(.string("All")) == true { write.dryRun = true }
             }
-            return Self.json(try await store.delete(target.kind, namespace: target.namespace, name: name,
-                                                    preconditionUID: uid, preconditionRV: rv))
+            switch try await store.delete(target.kind, namespace: target.namespace, name: name, preconditionUID: uid, preconditionRV: rv, dryRun: write.dryRun) {
+            case .object(let o): return Self.json(o)
+            case .success(let s): return Self.rawJSON(StatusEncoding.encode(s))
+            }
+        case (.delete, nil):
+            let options = try listOptions(query)
+            let selector = try Selector(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, kind: target.kind)
+            let result = try await store.deleteCollection(target.kind, namespace: target.namespace, selector: selector, options: options, dryRun: write.dryRun)
+            return Self.listResponse(target.kind, result)
         default:
             throw APIError.methodNotAllowed(method.rawValue)
+        }
+    }
+
+    /// `…List` with the items spliced in (already encoded: 20,000 objects are not re-encoded).
+    static func listResponse(_ kind: ResourceKind, _ result: ObjectStore.ListResult) -> Response {
+        var meta: [String: JSONValue] = ["resourceVersion": .string(String(result.resourceVersion))]
+        if let c = result.continueToken { meta["continue"] = .string(c) }
+        if let r = result.remaining { meta["remainingItemCount"] = .int(r) }
+        var body = Array(#"{"kind":"\#(kind.listKind)","apiVersion":"\#(kind.apiVersion)","metadata":"#.utf8)
+        body += JSONValue.object(meta).jsonBytes()
+        body += Array(#","items":["#.utf8)
+        for (i, item) in result.items.enumerated() {
+            if i > 0 { body.append(UInt8(ascii: ",")) }
+            body += item
+        }
+        body += Array("]}".utf8)
+        return rawJSON(body)
+    }
+
+    /// List and watch options, validated (`ValidateListOptions`) before anything is read.
+    func listOptions(_ query: Parameters) throws(APIError) -> ListOptions {
+        let options = try ListOptions(query)
+        let errors = options.validate(watchListEnabled: streamingList)
+        if !errors.isEmpty { throw ListOptions.invalid(errors) }
+        return options
+    }
+
+    /// `dryRun` (only `All`: apimachinery `ValidateDryRun`, wrapped per verb as
+    /// `CreateOptions`/`UpdateOptions`/`PatchOptions`/`DeleteOptions.meta.k8s.io`), and the
+    /// field manager: `fieldManager`, else the User-Agent's product
+    /// (`handlers/create.go` `managerOrUserAgent`).
+    static func writeOptions(_ request: Request, verb: String) throws(APIError) -> WriteOptions {
+        var o = WriteOptions()
+        let query = request.uri.queryParameters
+        let dryRun = query.getAll("dryRun").map { String($0) }
+        if !dryRun.isEmpty {
+            if dryRun.contains(where: { $0 != "All" }) {
+                let kind = ["create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"][verb] ?? "DeleteOptions"
+                throw APIError.invalidOptions(kind, field: "dryRun", type: "FieldValueNotSupported",
+                                              body: "Unsupported value: []string{" + dryRun.map { "\"\($0)\"" }.joined(separator: ", ") + "}: supported values: \"All\"")
+            }
+            o.dryRun = true
+        }
+        let agent = request.headers[.userAgent].map { String($0.split(separator: "/").first ?? "") } ?? ""
+        o.manager = query["fieldManager"].map(String.init) ?? String(agent.prefix(128))
+        o.force = query["force"] == "true"
+        return o
+    }
+
+    /// `ValidatePatchOptions`: apply needs a field manager; `force` only goes with apply.
+    static func checkPatchOptions(contentType: String, query: Parameters) throws(APIError) {
+        if Patching.mediaType(contentType) == Patching.applyYAML {
+            if (query["fieldManager"] ?? "").isEmpty {
+                throw APIError.invalidOptions("PatchOptions", field: "fieldManager", type: "FieldValueRequired", body: "Required value: is required for apply patch")
+            }
+        } else if query["force"] != nil {
+            throw APIError.invalidOptions("PatchOptions", field: "force", type: "FieldValueForbidden", body: "Forbidden: may not be specified for non-apply patch")
+        }
+    }
+
+    /// `deployments/scale` and `replicasets/scale`: an `autoscaling/v1` Scale over
+    /// `spec.replicas` (pkg/registry/apps/deployment/storage/storage.go `ScaleREST`).
+    private func scale(_ target: ResourcePath, request: Request, context: Context, options: WriteOptions) async throws -> Response {
+        let name = target.name ?? ""
+        let current = try await store.get(target.kind, namespace: target.namespace, name: name)
+        switch request.method {
+        case .get:
+            return Self.json(Strategy.scale(of: current, kind: target.kind))
+        case .put, .patch:
+            var scale: JSONValue
+            if request.method == .put {
+                scale = try await Self.body(request, context: context)
+            } else {
+                let bytes = try await request.body.collect(upTo: context.maxUploadSize)
+                scale = try Patching.apply(contentType: request.headers[.contentType] ?? "", patch: Array(buffer: bytes),
+                                           to: Strategy.scale(of: current, kind: target.kind), kind: target.kind)
+            }
+            guard case .int(let replicas)? = scale["spec"]?["replicas"] ?? .int(0) else {
+                throw APIError.invalid(target.kind, name, field: "spec.replicas", "Invalid value: must be an integer")
+            }
+            if replicas < 0 { throw APIError.invalid(target.kind, name, field: "spec.replicas", "Invalid value: \(replicas): must be greater than or equal to 0") }
+            var updated = current
+            updated["spec"]?["replicas"] = .int(replicas)
+            var meta = updated["metadata"]?.objectValue ?? [:]
+            meta["resourceVersion"] = scale["metadata"]?["resourceVersion"].flatMap { $0 == .string("") ? nil : $0 }
+            updated["metadata"] = .object(meta)
+            let result = try await store.update(target.kind, namespace: target.namespace, name: name, body: updated, options: options)
+            return Self.json(Strategy.scale(of: result, kind: target.kind))
+        default:
+            throw APIError.methodNotAllowed(request.method.rawValue)
         }
     }
 
@@ -286,31 +383,21 @@ struct APIServer: HTTPResponder {
     }
 
     private func watch(_ target: ResourcePath, query: Parameters) async throws -> Response {
-        var fieldSelector = query["fieldSelector"].map(String.init)
+        var options = try listOptions(query)
         if let name = target.name {
             // The deprecated single-object watch path is a name field selector.
             let byName = "metadata.name=\(name)"
-            fieldSelector = fieldSelector.map { "\($0),\(byName)" } ?? byName
+            options.fieldSelector = options.fieldSelector.map { "\($0),\(byName)" } ?? byName
         }
-        let selector = try Selector(labelSelector: query["labelSelector"].map(String.init), fieldSelector: fieldSelector)
-        let bookmarks = query["allowWatchBookmarks"] == "true" || query["allowWatchBookmarks"] == "1"
-        let sendInitial = query["sendInitialEvents"] == "true"
-        if sendInitial && !streamingList {
-            throw APIError(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
-        }
-        if sendInitial && query["resourceVersionMatch"] != "NotOlderThan" {
-            throw APIError(422, "Invalid", "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
-        }
+        let selector = try Selector(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, kind: target.kind)
         let timeout: Duration
-        if let t = query["timeoutSeconds"], let secs = Int(t), secs > 0 {
+        if let secs = options.timeoutSeconds, secs > 0 {
             timeout = .seconds(secs)
         } else {
             // As kube-apiserver: a random value in [min-request-timeout, 2×min-request-timeout).
             timeout = .seconds(Int.random(in: 1800..<3600))
         }
-        let stream = try await store.watch(target.kind, namespace: target.namespace, selector: selector,
-                                           resourceVersion: query["resourceVersion"].map(String.init), bookmarks: bookmarks,
-                                           sendInitialEvents: sendInitial, timeout: timeout)
+        let stream = try await store.watch(target.kind, namespace: target.namespace, selector: selector, options: options, timeout: timeout)
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
@@ -337,6 +424,17 @@ struct APIServer: HTTPResponder {
     }
 
     // MARK: responses
+
+    /// A create or update body of the endpoint's kind: JSON, YAML or protobuf.
+    static func body(_ request: Request, context: Context, expecting kind: ResourceKind) async throws -> JSONValue {
+        let type = (request.headers[.contentType] ?? "application/json").lowercased()
+        if type.hasPrefix("application/yaml") {
+            let bytes = try await request.body.collect(upTo: context.maxUploadSize)
+            let applied = try ServerSideApply.decodeYAML(Array(buffer: bytes))
+            return applied
+        }
+        return try await body(request, context: context)
+    }
 
     static func body(_ request: Request, context: Context) async throws -> JSONValue {
         let type = (request.headers[.contentType] ?? "application/json").lowercased()
@@ -375,8 +473,7 @@ struct APIServer: HTTPResponder {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if let r = e.retryAfterSeconds { headers[.retryAfter] = String(r) }
-        let encoder = JSONEncoder()
-        let bytes = (try? encoder.encode(e.status)) ?? Data()
+        let bytes = StatusEncoding.encode(e.status, continueToken: e.listContinue)
         return Response(status: .init(code: e.httpCode), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }
@@ -388,7 +485,7 @@ struct ResourcePath {
     var name: String?
     var subresource: String?
 
-    static func parse(_ s: [String]) -> ResourcePath? {
+    static func parse(_ s: [String], kinds: [ResourceKind]) -> ResourcePath? {
         let group: String
         let version: String
         var rest: ArraySlice<String>
@@ -399,11 +496,11 @@ struct ResourcePath {
         } else { return nil }
         var namespace: String?
         // `namespaces/NS/PLURAL…` addresses a namespaced collection; `namespaces/NAME` the namespace itself.
-        if rest.first == "namespaces", rest.count >= 3, ResourceKind.find(group: group, version: version, plural: rest[rest.startIndex + 2]).map({ $0.namespaced }) == true {
+        if rest.first == "namespaces", rest.count >= 3, kinds.find(group: group, version: version, plural: rest[rest.startIndex + 2]).map({ $0.namespaced }) == true {
             namespace = rest[rest.startIndex + 1]
             rest = rest.dropFirst(2)
         }
-        guard let plural = rest.first, let kind = ResourceKind.find(group: group, version: version, plural: plural) else { return nil }
+        guard let plural = rest.first, let kind = kinds.find(group: group, version: version, plural: plural) else { return nil }
         rest = rest.dropFirst()
         if kind.namespaced == false && namespace != nil { return nil }
         let name = rest.first
@@ -413,12 +510,15 @@ struct ResourcePath {
     }
 }
 
-/// `/apis` and `APIResourceList` documents, enough for kubectl's discovery.
+/// `/apis` and `APIResourceList` documents, enough for kubectl's discovery (the legacy,
+/// unaggregated form: kubectl falls back to it when the aggregated one is not offered).
 enum Discovery {
+    private static func groupVersion(_ k: ResourceKind) -> String { k.group.isEmpty ? "api/\(k.version)" : "apis/\(k.group)/\(k.version)" }
+
     /// `/openapi/v3`: one document per group-version.
-    static func openAPIRoot() -> JSONValue {
+    static func openAPIRoot(_ kinds: [ResourceKind]) -> JSONValue {
         var paths: [String: JSONValue] = [:]
-        for gv in groupVersionPaths() {
+        for gv in groupVersionPaths(kinds) {
             paths[gv] = .object(["serverRelativeURL": .string("/openapi/v3/\(gv)?hash=kubetrace-devcluster")])
         }
         return .object(["paths": .object(paths)])
@@ -427,10 +527,10 @@ enum Discovery {
     /// A group-version document: no schemas, but every PATCH operation with its
     /// group-version-kind and the `fieldValidation` parameter, which is what
     /// kubectl reads to choose server-side field validation.
-    static func openAPIDocument(path gv: String) -> JSONValue? {
-        guard groupVersionPaths().contains(gv) else { return nil }
+    static func openAPIDocument(path gv: String, kinds: [ResourceKind]) -> JSONValue? {
+        guard groupVersionPaths(kinds).contains(gv) else { return nil }
         var paths: [String: JSONValue] = [:]
-        for k in ResourceKind.all where (k.group.isEmpty ? "api/\(k.version)" : "apis/\(k.group)/\(k.version)") == gv {
+        for k in kinds where groupVersion(k) == gv {
             let base = "/\(gv)" + (k.namespaced ? "/namespaces/{namespace}" : "") + "/\(k.plural)/{name}"
             let gvk: JSONValue = .object(["group": .string(k.group), "version": .string(k.version), "kind": .string(k.kind)])
             let params: JSONValue = .array(["dryRun", "fieldManager", "fieldValidation", "force"].map {
@@ -444,42 +544,50 @@ enum Discovery {
                         "paths": .object(paths), "components": .object(["schemas": .object([:])])])
     }
 
-    private static func groupVersionPaths() -> [String] {
+    private static func groupVersionPaths(_ kinds: [ResourceKind]) -> [String] {
         var out: [String] = []
-        for k in ResourceKind.all {
-            let gv = k.group.isEmpty ? "api/\(k.version)" : "apis/\(k.group)/\(k.version)"
-            if !out.contains(gv) { out.append(gv) }
-        }
+        for k in kinds where !out.contains(groupVersion(k)) { out.append(groupVersion(k)) }
         return out
     }
 
-    static func groupList() -> JSONValue {
-        .object([
-            "kind": .string("APIGroupList"), "apiVersion": .string("v1"),
-            "groups": .array(ResourceKind.groups.map { g in
-                let v: JSONValue = .object(["groupVersion": .string("\(g)/v1"), "version": .string("v1")])
-                return .object(["name": .string(g), "versions": .array([v]), "preferredVersion": v])
-            }),
-        ])
+    private static func groupJSON(_ g: (name: String, versions: [String])) -> JSONValue {
+        let versions = g.versions.map { v -> JSONValue in .object(["groupVersion": .string("\(g.name)/\(v)"), "version": .string(v)]) }
+        return .object(["name": .string(g.name), "versions": .array(versions), "preferredVersion": versions[0]])
     }
 
-    static func resourceList(group: String, version: String) -> JSONValue {
-        let kinds = ResourceKind.all.filter { $0.group == group && $0.version == version }
+    static func groupList(_ kinds: [ResourceKind]) -> JSONValue {
+        .object(["kind": .string("APIGroupList"), "apiVersion": .string("v1"), "groups": .array(kinds.groups.map(groupJSON))])
+    }
+
+    /// `/apis/GROUP`: one `APIGroup`.
+    static func group(_ name: String, kinds: [ResourceKind]) -> JSONValue? {
+        guard let g = kinds.groups.first(where: { $0.name == name }), case .object(var o) = groupJSON(g) else { return nil }
+        o["kind"] = .string("APIGroup")
+        o["apiVersion"] = .string("v1")
+        return .object(o)
+    }
+
+    static func resourceList(group: String, version: String, kinds: [ResourceKind]) -> JSONValue {
+        let served = kinds.filter { $0.group == group && $0.version == version }
         return .object([
             "kind": .string("APIResourceList"), "apiVersion": .string("v1"),
             "groupVersion": .string(group.isEmpty ? version : "\(group)/\(version)"),
-            "resources": .array(kinds.flatMap { k -> [JSONValue] in
+            "resources": .array(served.flatMap { k -> [JSONValue] in
                 var r: [String: JSONValue] = [
                     "name": .string(k.plural), "singularName": .string(k.singular), "namespaced": .bool(k.namespaced),
                     "kind": .string(k.kind), "verbs": .array(k.verbs.map { .string($0) }),
                 ]
                 if !k.shortNames.isEmpty { r["shortNames"] = .array(k.shortNames.map { .string($0) }) }
-                let subs = ResourceKind.subresources.filter { $0.parent == k.plural && k.group == "" }.map { sub -> JSONValue in
+                var subs = ResourceKind.subresources.filter { $0.parent == k.plural && $0.parentGroup == k.group }.map { sub -> JSONValue in
                     var o: [String: JSONValue] = ["name": .string("\(k.plural)/\(sub.name)"), "singularName": .string(""),
                                                   "namespaced": .bool(k.namespaced), "kind": .string(sub.kind),
                                                   "verbs": .array(sub.verbs.map { .string($0) })]
                     if !sub.group.isEmpty { o["group"] = .string(sub.group); o["version"] = .string(sub.version) }
                     return .object(o)
+                }
+                if k.custom && k.statusSubresource {
+                    subs.append(.object(["name": .string("\(k.plural)/status"), "singularName": .string(""), "namespaced": .bool(k.namespaced),
+                                         "kind": .string(k.kind), "verbs": .array(["get", "patch", "update"].map { .string($0) })]))
                 }
                 return [.object(r)] + subs
             }),

@@ -77,7 +77,7 @@ public final class DevCluster: Service, Sendable {
             certificateAuthority = nil
             serving = nil
         }
-        store = ObjectStore(historyLimit: options.historyLimit)
+        store = ObjectStore(historyLimit: options.historyLimit, watchListEnabled: options.streamingList)
         tokens = try ServiceAccountTokens()
         authenticator = Authenticator(adminToken: adminToken, certificateAuthenticated: options.requireClientCertificate)
     }
@@ -187,6 +187,9 @@ public final class DevCluster: Service, Sendable {
 
     /// The number of open watches.
     public var openWatches: Int { store.hub.count }
+
+    /// Returns once `count` requests wait for the store to reach a resourceVersion ahead of it.
+    public func waitForListWaiters(_ count: Int) async { await store.waitForResourceVersionWaiters(count) }
 
     /// Returns once at least `count` watches are open (tests wait for an outside watcher to connect).
     public func waitForWatches(_ count: Int) async { await store.hub.waitForWatches(count) }

@@ -21,26 +21,65 @@ struct ChangeEvent: Sendable {
     var objectJSON: [UInt8]
 }
 
+/// What a write request asks besides its body.
+struct WriteOptions: Sendable {
+    var user: UserInfo?
+    /// `dryRun=All`: the whole write path runs, nothing is stored, no resourceVersion is used.
+    var dryRun = false
+    /// `fieldManager`, else the User-Agent's product (`handlers/create.go` `managerOrUserAgent`).
+    var manager = "unknown"
+    /// `force` on a server-side apply.
+    var force = false
+    /// `status` or nil.
+    var subresource: String?
+
+    init(user: UserInfo? = nil) { self.user = user }
+}
+
+/// What a DELETE answers: the object (still held by finalizers, or from a store that returns
+/// deleted objects) or a `Status` of success.
+enum DeleteResult: Sendable {
+    case object(JSONValue)
+    case success(Status)
+}
+
 /// The devcluster's state: every object of every kind under one global,
 /// strictly increasing resourceVersion, with the API server's write semantics
-/// (uid, generateName, optimistic concurrency, finalizers, Secret rules).
+/// (uid, generateName, optimistic concurrency, finalizers, each kind's strategy).
+/// Where kube-apiserver's answer depends on the code path, the comment names the file
+/// and function in k8s.io/apiserver or kubernetes/pkg/registry it follows; the conformance
+/// suite (Tests/KubeSimTests/ConformanceTests.swift) has one row per behaviour.
 actor ObjectStore {
+    /// Objects by their storage kind (events.k8s.io Events live with core Events).
     private var objects: [ResourceKind: [ObjectKey: JSONValue]] = [:]
     /// Each stored object's JSON, encoded once per change and reused by lists and watches.
     private var encoded: [ResourceKind: [ObjectKey: [UInt8]]] = [:]
     private(set) var resourceVersion = 1
-    /// Recent changes (bounded), for watches resumed from a resourceVersion.
+    /// Recent changes (bounded), for watches resumed from a resourceVersion and for lists
+    /// served as of an older one.
     private(set) var history: [ChangeEvent] = []
     /// Every change after this resourceVersion is still in `history`.
     private(set) var historyStart: Int
     let historyLimit: Int
     let hub = WatchHub()
     private let now: @Sendable () -> Date
+    /// Serve `sendInitialEvents` (the WatchList feature gate: on in 1.32, 1.34 and 1.35).
+    let watchListEnabled: Bool
+    /// Kinds defined by established CustomResourceDefinitions.
+    private(set) var customKinds: [ResourceKind] = []
+    /// Requests waiting for the store to reach a resourceVersion.
+    private var rvWaiters: [Int: (rv: Int, continuation: CheckedContinuation<Bool, Never>)] = [:]
+    private var nextWaiter = 0
+    /// How long a request for a resourceVersion ahead of the store waits
+    /// (k8s.io/apiserver `pkg/storage/cacher/watch_cache.go` `blockTimeout = 3 * time.Second`).
+    let freshnessTimeout: Duration
 
-    init(historyLimit: Int = 10_000, now: @escaping @Sendable () -> Date = Date.init) {
+    init(historyLimit: Int = 10_000, watchListEnabled: Bool = true, freshnessTimeout: Duration = .seconds(3), now: @escaping @Sendable () -> Date = Date.init) {
         self.historyLimit = historyLimit
+        self.watchListEnabled = watchListEnabled
+        self.freshnessTimeout = freshnessTimeout
         self.now = now
-        // The namespaces every cluster starts with.
+        // The namespaces every cluster starts with (`SetDefaults_Namespace` labels each one).
         var seeded: [ObjectKey: JSONValue] = [:]
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             resourceVersion += 1
@@ -48,7 +87,9 @@ actor ObjectStore {
                 "apiVersion": .string("v1"), "kind": .string("Namespace"),
                 "metadata": .object(["name": .string(ns), "uid": .string(UUID().uuidString.lowercased()),
                                      "resourceVersion": .string(String(resourceVersion)),
-                                     "creationTimestamp": .string(RFC3339.format(now()))]),
+                                     "creationTimestamp": .string(RFC3339.format(now())),
+                                     "labels": .object(["kubernetes.io/metadata.name": .string(ns)])]),
+                "spec": .object(["finalizers": .array([.string("kubernetes")])]),
                 "status": .object(["phase": .string("Active")]),
             ])
         }
@@ -56,11 +97,36 @@ actor ObjectStore {
         historyStart = resourceVersion
     }
 
+    /// Every kind served now: the built-in ones and those of established CRDs.
+    var servedKinds: [ResourceKind] { ResourceKind.all + customKinds }
+
+    /// Where a kind's objects are kept: events.k8s.io/v1 Events are core Events
+    /// (pkg/registry/events/rest/storage_events.go serves them from the core event storage);
+    /// every served version of a custom resource shares its CRD's storage.
+    private func storage(_ kind: ResourceKind) -> ResourceKind {
+        if kind == .eventsV1Event { return .coreEvent }
+        if kind.custom, let stored = customKinds.first(where: { $0.group == kind.group && $0.plural == kind.plural && $0.storageVersion }) { return stored }
+        return kind
+    }
+
+    /// A stored object as `kind` presents it.
+    private func view(_ obj: JSONValue, as kind: ResourceKind) -> JSONValue {
+        if kind == .eventsV1Event { return EventConversion.toEventsV1(obj) }
+        if kind.custom, obj["apiVersion"]?.stringValue != kind.apiVersion { var o = obj; o["apiVersion"] = .string(kind.apiVersion); return o }
+        return obj
+    }
+
+    private func viewJSON(_ kind: ResourceKind, _ key: ObjectKey, _ obj: JSONValue) -> [UInt8] {
+        let store = storage(kind)
+        if store == kind { return encoded[store]?[key] ?? obj.jsonBytes() }
+        return view(obj, as: kind).jsonBytes()
+    }
+
     // MARK: reads
 
     func get(_ kind: ResourceKind, namespace: String?, name: String) throws(APIError) -> JSONValue {
-        guard let obj = objects[kind]?[ObjectKey(namespace: namespace ?? "", name: name)] else { throw .notFound(kind, name) }
-        return obj
+        guard let obj = objects[storage(kind)]?[ObjectKey(namespace: namespace ?? "", name: name)] else { throw .notFound(kind, name) }
+        return view(obj, as: kind)
     }
 
     struct ListResult {
@@ -71,40 +137,130 @@ actor ObjectStore {
         var remaining: Int?
     }
 
-    /// Lists in key order; `limit`/`continue` page through it.
-    func list(_ kind: ResourceKind, namespace: String?, selector: Selector, limit: Int?, continueToken: String?) throws(APIError) -> ListResult {
+    /// A LIST, with the resourceVersion semantics of k8s.io/apiserver
+    /// `pkg/storage/cacher/delegator.go` `shouldDelegateList` and `pkg/storage/interfaces.go`
+    /// `ValidateListOptions`:
+    /// - unset: the latest state (a consistent read); `limit` pages through it;
+    /// - `0`: the watch cache's state, `limit` ignored (`computeListLimit`);
+    /// - N (NotOlderThan, no limit): the latest state once the store has reached N, after
+    ///   waiting up to 3 s, else 504 `Too large resource version` (`waitUntilFreshAndBlock`);
+    /// - N with `limit` or `resourceVersionMatch=Exact`: exactly as of N, or 410 once compacted;
+    /// - continue tokens carry the resourceVersion of the first page (`pkg/storage/continue.go`).
+    func list(_ kind: ResourceKind, namespace: String?, selector: Selector, options: ListOptions) async throws(APIError) -> ListResult {
+        let store = storage(kind)
+        var exactRV: Int?
         var after: ObjectKey?
-        if let continueToken, !continueToken.isEmpty {
-            guard let data = Data(base64Encoded: continueToken),
-                  let parts = String(data: data, encoding: .utf8)?.split(separator: "\u{0}", omittingEmptySubsequences: false),
-                  parts.count == 2 else {
-                throw APIError.badRequest("continue key is not valid: illegal base64 data")
+        if let token = options.continueToken {
+            if let rv = options.resourceVersion, !rv.isEmpty, rv != "0" {
+                throw APIError.badRequest("specifying resource version is not allowed when using continue")
             }
-            after = ObjectKey(namespace: String(parts[0]), name: String(parts[1]))
+            let decoded = try ContinueToken.decode(token)
+            after = decoded.after
+            if decoded.resourceVersion > 0 {
+                exactRV = decoded.resourceVersion
+                if decoded.resourceVersion < historyStart {
+                    var e = APIError(410, "Expired", ContinueToken.inconsistentMessage)
+                    e.listContinue = ContinueToken.encode(after: decoded.after, resourceVersion: -1)
+                    throw e
+                }
+            }
+        } else if let rvText = options.resourceVersion, !rvText.isEmpty, rvText != "0" {
+            guard let rv = Int(rvText), rv >= 0 else {
+                throw APIError.badRequest("invalid resource version: resourceVersion: Invalid value: \"\(rvText)\": strconv.ParseUint: parsing \"\(rvText)\": invalid syntax")
+            }
+            if options.resourceVersionMatch == "Exact" || (options.resourceVersionMatch == nil && options.limit != nil) {
+                // Read from storage at exactly N (etcd3 `store.GetList` with `withRev`).
+                if rv < historyStart { throw APIError(410, "Expired", "The resourceVersion for the provided list is too old.") }
+                if rv > resourceVersion {
+                    // etcd's future-revision answer, as 1.34+ maps it (`NewTooLargeResourceVersionError(withRev, currentRV, 0)`).
+                    throw APIError.tooLargeResourceVersion(rv, current: resourceVersion, retryAfter: 0)
+                }
+                exactRV = rv
+            } else if rv > resourceVersion {
+                let current = resourceVersion
+                guard await waitForResourceVersion(rv) else { throw APIError.tooLargeResourceVersion(rv, current: max(current, resourceVersion), retryAfter: 1) }
+            }
         }
-        let all = (objects[kind] ?? [:])
+        let limit = options.resourceVersion == "0" ? nil : options.limit
+        let listRV = exactRV ?? resourceVersion
+        let state: [ObjectKey: JSONValue] = exactRV.map { snapshot(store, at: $0) } ?? (objects[store] ?? [:])
+        let all = state
             .filter { key, obj in (namespace == nil || key.namespace == namespace) && (after.map { key > $0 } ?? true) && selector.matches(obj) }
             .sorted { $0.key < $1.key }
-        if let limit, limit > 0, all.count > limit {
+        func encode(_ e: (key: ObjectKey, value: JSONValue)) -> [UInt8] {
+            exactRV == nil || exactRV == resourceVersion ? viewJSON(kind, e.key, e.value) : view(e.value, as: kind).jsonBytes()
+        }
+        if let limit, all.count > limit {
             let page = all.prefix(limit)
-            let last = page.last!.key
-            let token = Data("\(last.namespace)\u{0}\(last.name)".utf8).base64EncodedString()
-            return ListResult(items: page.map { json(kind, $0.key, $0.value) }, resourceVersion: resourceVersion, continueToken: token,
+            let token = ContinueToken.encode(after: page.last!.key, resourceVersion: listRV)
+            // `remainingItemCount` only without selectors (`PrepareContinueToken`).
+            return ListResult(items: page.map(encode), resourceVersion: listRV, continueToken: token,
                               remaining: selector.isEmpty ? all.count - limit : nil)
         }
-        return ListResult(items: all.map { json(kind, $0.key, $0.value) }, resourceVersion: resourceVersion, continueToken: nil, remaining: nil)
+        return ListResult(items: all.map(encode), resourceVersion: listRV, continueToken: nil, remaining: nil)
+    }
+
+    /// The state of one storage kind as of `rv`: the current objects with every later
+    /// change undone (each change keeps the object before it).
+    private func snapshot(_ kind: ResourceKind, at rv: Int) -> [ObjectKey: JSONValue] {
+        var state = objects[kind] ?? [:]
+        for change in history.reversed() {
+            if change.resourceVersion <= rv { break }
+            if change.kind == kind { state[change.key] = change.old }
+        }
+        return state
+    }
+
+    /// Waits until the store reaches `rv`, for at most `freshnessTimeout`.
+    private func waitForResourceVersion(_ rv: Int) async -> Bool {
+        if resourceVersion >= rv { return true }
+        let id = nextWaiter
+        nextWaiter += 1
+        let timeout = freshnessTimeout
+        return await withTaskGroup(of: Bool?.self) { group in
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                await self.resumeWaiter(id, false)
+                return nil
+            }
+            let reached = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+                rvWaiters[id] = (rv, c)
+                let ready = countWaiters.filter { $0.count <= rvWaiters.count }
+                countWaiters.removeAll { $0.count <= rvWaiters.count }
+                for w in ready { w.continuation.resume() }
+            }
+            group.cancelAll()
+            return reached
+        }
+    }
+
+    /// Tests: returns once `count` requests are waiting for a resourceVersion.
+    private var countWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+    func waitForResourceVersionWaiters(_ count: Int) async {
+        if rvWaiters.count >= count { return }
+        await withCheckedContinuation { countWaiters.append((count, $0)) }
+    }
+
+    private func resumeWaiter(_ id: Int, _ value: Bool) {
+        rvWaiters.removeValue(forKey: id)?.continuation.resume(returning: value)
     }
 
     // MARK: writes
 
-    func create(_ kind: ResourceKind, namespace: String?, body: JSONValue, as user: UserInfo? = nil) throws(APIError) -> JSONValue {
+    /// POST. The create path of k8s.io/apiserver `pkg/registry/generic/registry/store.go`
+    /// `(*Store).Create`: `rest.BeforeCreate` (system fields, the kind's `PrepareForCreate`,
+    /// validation), then storage — or, with `dryRun=All`, the prepared object
+    /// (`dryrun.go` `DryRunnableStorage.Create`: uid and creationTimestamp set, no resourceVersion).
+    func create(_ kind: ResourceKind, namespace: String?, body: JSONValue, options: WriteOptions = WriteOptions(), applied: JSONValue? = nil) throws(APIError) -> JSONValue {
         guard case .object(var obj) = body else { throw APIError.badRequest("the body of the request was not a JSON object") }
         try checkTypeMeta(kind, obj)
+        let store = storage(kind)
+        if kind == .eventsV1Event { obj = EventConversion.toCore(.object(obj)).objectValue ?? obj }
         var meta = obj["metadata"]?.objectValue ?? [:]
         let ns = try resolveNamespace(kind, path: namespace, meta: meta)
         var name = meta["name"]?.stringValue ?? ""
         if name.isEmpty, let prefix = meta["generateName"]?.stringValue, !prefix.isEmpty {
-            repeat { name = prefix + Self.randomSuffix() } while objects[kind]?[ObjectKey(namespace: ns ?? "", name: name)] != nil
+            repeat { name = prefix + Self.randomSuffix() } while objects[store]?[ObjectKey(namespace: ns ?? "", name: name)] != nil
         }
         guard !name.isEmpty else { throw APIError.invalid(kind, "", field: "metadata.name", "Required value: name or generateName is required") }
         try validateName(kind, name)
@@ -112,27 +268,57 @@ actor ObjectStore {
             throw APIError.notFound(.namespace, ns)
         }
         let key = ObjectKey(namespace: ns ?? "", name: name)
-        if objects[kind]?[key] != nil { throw APIError.alreadyExists(kind, name) }
+        if let existing = objects[store]?[key] {
+            var e = APIError.alreadyExists(kind, name)
+            if existing["metadata"]?["deletionTimestamp"] != nil { e.status.message = "object is being deleted: " + (e.status.message ?? "") }
+            throw e
+        }
+        if let rv = meta["resourceVersion"]?.stringValue, !rv.isEmpty, !options.dryRun {
+            // etcd3 `store.Create`: `ErrResourceVersionSetOnCreate`, a plain 500.
+            throw APIError(500, "", "resourceVersion should not be set on objects to be created")
+        }
         meta["name"] = .string(name)
         if let ns { meta["namespace"] = .string(ns) } else { meta["namespace"] = nil }
         meta["uid"] = .string(UUID().uuidString.lowercased())
         meta["creationTimestamp"] = .string(RFC3339.format(now()))
-        meta["deletionTimestamp"] = nil
-        meta["generation"] = .int(1)
+        for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generation", "selfLink"] { meta[k] = nil }
         obj["metadata"] = .object(meta)
         obj["apiVersion"] = .string(kind.apiVersion)
         obj["kind"] = .string(kind.kind)
-        try normalize(kind, &obj, name: name)
-        if let user { try checkEscalation(user, kind: kind, namespace: ns, object: .object(obj)) }
-        return commit("ADDED", kind, key, obj)
+        if store == .coreEvent { obj["apiVersion"] = .string("v1") }
+        if kind.statusSubresource && !kind.custom { obj["status"] = nil }
+        if kind.custom {
+            if kind.generation { Strategy.setMeta(&obj, "generation", .int(1)) }
+            if kind.statusSubresource { obj["status"] = nil }
+        } else {
+            try Strategy.prepareForCreate(store, &obj)
+        }
+        if kind == .pod { applyServiceAccountAdmission(&obj, namespace: ns ?? "") }
+        try normalize(store, &obj, name: name)
+        if kind == .namespace { defaultNamespace(&obj, name: name) }
+        Strategy.dropEmptyMetadata(&obj)
+        if let user = options.user { try checkEscalation(user, kind: kind, namespace: ns, object: .object(obj)) }
+        if let applied {
+            // Created by a server-side apply: the applier's entry is an Apply of what it sent.
+            ManagedFields.replaceWithApply(&obj, applied: applied, manager: options.manager, apiVersion: kind.apiVersion, time: RFC3339.format(now()))
+        } else {
+            ManagedFields.recordUpdate(&obj, old: nil, manager: options.manager, apiVersion: kind.apiVersion, subresource: nil, time: RFC3339.format(now()))
+        }
+        if options.dryRun { return view(.object(obj), as: kind) }
+        let stored = commit("ADDED", store, key, obj)
+        if store == .customResourceDefinition { refreshCustomKinds() }
+        return view(stored, as: kind)
     }
 
-    /// PUT semantics: replace, guarded by `metadata.resourceVersion` when given.
-    func update(_ kind: ResourceKind, namespace: String?, name: String, body: JSONValue, as user: UserInfo? = nil) throws(APIError) -> JSONValue {
+    /// PUT semantics: replace, guarded by `metadata.resourceVersion` when given; `…/status`
+    /// replaces only the status.
+    func update(_ kind: ResourceKind, namespace: String?, name: String, body: JSONValue, options: WriteOptions = WriteOptions()) throws(APIError) -> JSONValue {
         guard case .object(var obj) = body else { throw APIError.badRequest("the body of the request was not a JSON object") }
         try checkTypeMeta(kind, obj)
+        let store = storage(kind)
+        if kind == .eventsV1Event { obj = EventConversion.toCore(.object(obj)).objectValue ?? obj }
         let key = ObjectKey(namespace: namespace ?? "", name: name)
-        guard let current = objects[kind]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
+        guard let current = objects[store]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
         var meta = obj["metadata"]?.objectValue ?? [:]
         if let bodyName = meta["name"]?.stringValue, bodyName != name {
             throw APIError.badRequest("the name of the object (\(bodyName)) does not match the name on the URL (\(name))")
@@ -143,7 +329,8 @@ actor ObjectStore {
             throw APIError.conflict(kind, name)
         }
         if let uid = meta["uid"]?.stringValue, !uid.isEmpty, uid != currentMeta["uid"]?.stringValue {
-            throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(kind.plural)\(kind.groupSuffix) \"\(name)\": Precondition failed: UID in precondition: \(uid), UID in object meta: \(currentMeta["uid"]?.stringValue ?? "")")
+            throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(kind.plural)\(kind.groupSuffix) \"\(name)\": Precondition failed: UID in precondition: \(uid), UID in object meta: \(currentMeta["uid"]?.stringValue ?? "")",
+                           details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural))
         }
         if kind == .secret, (obj["type"]?.stringValue ?? "Opaque") != (current["type"]?.stringValue ?? "Opaque") {
             throw APIError.invalid(kind, name, field: "type", "Invalid value: \"\(obj["type"]?.stringValue ?? "Opaque")\": field is immutable")
@@ -151,29 +338,73 @@ actor ObjectStore {
         if kind == .roleBinding || kind == .clusterRoleBinding, obj["roleRef"] != current["roleRef"] {
             throw APIError.invalid(kind, name, field: "roleRef", "Invalid value: cannot change roleRef")
         }
-        // Server-owned metadata survives a PUT.
-        for k in ["uid", "creationTimestamp", "deletionTimestamp", "generation"] { meta[k] = currentMeta[k] }
+        // Server-owned metadata survives a PUT (`rest.BeforeUpdate`: uid, creationTimestamp,
+        // deletion fields and generation are the stored ones).
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] { meta[k] = currentMeta[k] }
         meta["name"] = .string(name)
         if let namespace { meta["namespace"] = .string(namespace) }
         obj["metadata"] = .object(meta)
-        obj["apiVersion"] = .string(kind.apiVersion)
+        obj["apiVersion"] = .string(store.apiVersion)
         obj["kind"] = .string(kind.kind)
-        try normalize(kind, &obj, name: name)
+        if options.subresource == "status" {
+            Strategy.prepareForStatusUpdate(store, &obj, old: current)
+        } else if kind.custom {
+            if kind.statusSubresource { obj["status"] = current["status"] }
+            if kind.generation {
+                let gen = currentMeta["generation"]?.intValue ?? 1
+                Strategy.setMeta(&obj, "generation", .int(Strategy.specChanged(obj, current) ? gen + 1 : gen))
+            }
+        } else {
+            try Strategy.prepareForUpdate(store, &obj, old: current)
+        }
+        try normalize(store, &obj, name: name)
+        if kind == .namespace { defaultNamespace(&obj, name: name) }
+        Strategy.dropEmptyMetadata(&obj)
         if let immutable = current["immutable"], immutable == .bool(true), obj["data"] != current["data"] {
             throw APIError.invalid(kind, name, field: "data", "Forbidden: field is immutable when `immutable` is set")
         }
-        if obj == current.merging(resourceVersion: obj["metadata"]?["resourceVersion"]) { return .object(current) }
-        if let user { try checkEscalation(user, kind: kind, namespace: namespace, object: .object(obj)) }
-        // Removing the last finalizer of an object being deleted deletes it.
-        if meta["deletionTimestamp"] != nil, (meta["finalizers"]?.arrayValue ?? []).isEmpty {
-            return commit("DELETED", kind, key, obj, remove: true)
+        ManagedFields.recordUpdate(&obj, old: current, manager: options.manager, apiVersion: kind.apiVersion, subresource: options.subresource, time: RFC3339.format(now()))
+        if obj == current.merging(resourceVersion: obj["metadata"]?["resourceVersion"]) { return view(.object(current), as: kind) }
+        if let user = options.user { try checkEscalation(user, kind: kind, namespace: namespace, object: .object(obj)) }
+        if options.dryRun {
+            Strategy.setMeta(&obj, "resourceVersion", currentMeta["resourceVersion"])
+            return view(.object(obj), as: kind)
         }
-        return commit("MODIFIED", kind, key, obj)
+        // Removing the last finalizer of an object being deleted deletes it.
+        if meta["deletionTimestamp"] != nil, (obj["metadata"]?["finalizers"]?.arrayValue ?? []).isEmpty {
+            return view(commit("DELETED", store, key, obj, remove: true), as: kind)
+        }
+        let stored = commit("MODIFIED", store, key, obj)
+        if store == .customResourceDefinition { refreshCustomKinds() }
+        return view(stored, as: kind)
     }
 
-    func patch(_ kind: ResourceKind, namespace: String?, name: String, contentType: String, body: [UInt8], as user: UserInfo? = nil) throws(APIError) -> JSONValue {
+    /// PATCH: JSON, merge and strategic-merge patches on the stored object, and server-side
+    /// apply, which creates what does not exist (`handlers/patch.go`: `forceAllowCreate` for apply).
+    func patch(_ kind: ResourceKind, namespace: String?, name: String, contentType: String, body: [UInt8], options: WriteOptions = WriteOptions()) throws(APIError) -> (object: JSONValue, created: Bool) {
         let key = ObjectKey(namespace: namespace ?? "", name: name)
-        guard let current = objects[kind]?[key] else { throw APIError.notFound(kind, name) }
+        let type = Patching.mediaType(contentType)
+        if type == Patching.applyYAML {
+            let applied = try ServerSideApply.decode(body, kind: kind)
+            guard let current = objects[storage(kind)]?[key].map({ view($0, as: kind) }) else {
+                if options.subresource != nil { throw APIError.notFound(kind, name) }
+                var fresh = applied
+                var meta = fresh["metadata"]?.objectValue ?? [:]
+                meta["name"] = .string(name)
+                if let namespace { meta["namespace"] = .string(namespace) }
+                fresh["metadata"] = .object(meta)
+                return (try create(kind, namespace: namespace, body: .object(fresh), options: options, applied: .object(applied)), true)
+            }
+            let merged = try ServerSideApply.apply(applied, to: current, kind: kind, manager: options.manager, force: options.force, time: RFC3339.format(now()))
+            var updateOptions = options
+            updateOptions.manager = ""  // ownership was recorded by the apply itself
+            return (try update(kind, namespace: namespace, name: name, body: merged, options: updateOptions), false)
+        }
+        guard let stored = objects[storage(kind)]?[key] else { throw APIError.notFound(kind, name) }
+        let current = view(stored, as: kind)
+        if kind.custom && type == "application/strategic-merge-patch+json" {
+            throw APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")
+        }
         let patched = try Patching.apply(contentType: contentType, patch: body, to: current, kind: kind)
         guard case .object(var obj) = patched else { throw APIError.badRequest("the patched object is not a JSON object") }
         // A resourceVersion the patch did not set must not act as a precondition.
@@ -181,72 +412,139 @@ actor ObjectStore {
             meta["resourceVersion"] = nil
             obj["metadata"] = .object(meta)
         }
-        return try update(kind, namespace: namespace, name: name, body: .object(obj), as: user)
+        return (try update(kind, namespace: namespace, name: name, body: .object(obj), options: options), false)
     }
 
-    /// Deletes, or marks for deletion when finalizers remain.
-    func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?) throws(APIError) -> JSONValue {
+    /// DELETE, as k8s.io/apiserver `pkg/registry/rest/delete.go` `BeforeDelete` (preconditions,
+    /// worded with the Kind) and `store.go` `(*Store).Delete`: an object with finalizers is
+    /// only marked (`markAsDeleting`: deletionTimestamp, `deletionGracePeriodSeconds: 0`,
+    /// generation + 1) and returned; otherwise it is removed and the answer is the object for
+    /// stores with `ReturnDeletedObject` (pods, service accounts) and a success Status otherwise.
+    func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?, dryRun: Bool = false) throws(APIError) -> DeleteResult {
+        let store = storage(kind)
         let key = ObjectKey(namespace: namespace ?? "", name: name)
-        guard var obj = objects[kind]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
+        guard var obj = objects[store]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
         var meta = obj["metadata"]?.objectValue ?? [:]
+        let qualifiedKind = kind.kind + kind.groupSuffix
+        let details = Status.Details(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.kind)
         if let uid = preconditionUID, uid != meta["uid"]?.stringValue {
-            throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(kind.plural)\(kind.groupSuffix) \"\(name)\": Precondition failed: UID in precondition: \(uid), UID in object meta: \(meta["uid"]?.stringValue ?? "")")
+            throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(qualifiedKind) \"\(name)\": the UID in the precondition (\(uid)) does not match the UID in record (\(meta["uid"]?.stringValue ?? "")). The object might have been deleted and then recreated", details: details)
         }
         if let rv = preconditionRV, rv != meta["resourceVersion"]?.stringValue {
-            throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(kind.plural)\(kind.groupSuffix) \"\(name)\": Precondition failed: ResourceVersion in precondition: \(rv), ResourceVersion in object meta: \(meta["resourceVersion"]?.stringValue ?? "")")
+            throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(qualifiedKind) \"\(name)\": the ResourceVersion in the precondition (\(rv)) does not match the ResourceVersion in record (\(meta["resourceVersion"]?.stringValue ?? "")). The object might have been modified", details: details)
         }
         if !(meta["finalizers"]?.arrayValue ?? []).isEmpty {
-            if meta["deletionTimestamp"] != nil { return .object(obj) }
+            if meta["deletionTimestamp"] != nil { return .object(view(.object(obj), as: kind)) }
             meta["deletionTimestamp"] = .string(RFC3339.format(now()))
+            meta["deletionGracePeriodSeconds"] = .int(0)
+            if let g = meta["generation"]?.intValue, g > 0 { meta["generation"] = .int(g + 1) }
             obj["metadata"] = .object(meta)
-            return commit("MODIFIED", kind, key, obj)
+            if dryRun { return .object(view(.object(obj), as: kind)) }
+            return .object(view(commit("MODIFIED", store, key, obj), as: kind))
         }
-        if kind == .namespace {
-            for k in ResourceKind.all where k.namespaced {
-                for (childKey, child) in objects[k] ?? [:] where childKey.namespace == name {
-                    _ = commit("DELETED", k, childKey, child.objectValue ?? [:], remove: true)
+        let uid = meta["uid"]?.stringValue
+        if !dryRun {
+            if kind == .namespace {
+                for k in servedKinds where k.namespaced && storage(k) == k {
+                    for (childKey, child) in objects[k] ?? [:] where childKey.namespace == name {
+                        _ = commit("DELETED", k, childKey, child.objectValue ?? [:], remove: true)
+                    }
                 }
             }
+            _ = commit("DELETED", store, key, obj, remove: true)
+            if store == .customResourceDefinition { dropCustomResources(of: .object(obj)) }
         }
-        return commit("DELETED", kind, key, obj, remove: true)
+        if kind == .pod || kind == .serviceAccount { return .object(view(.object(obj), as: kind)) }
+        return .success(Status(status: "Success", message: nil, reason: nil,
+                               details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural, uid: uid), code: nil))
+    }
+
+    /// DELETE on a collection (`store.go` `(*Store).DeleteCollection`): every listed object
+    /// goes through `Delete`; the answer is the list as it was before.
+    func deleteCollection(_ kind: ResourceKind, namespace: String?, selector: Selector, options: ListOptions, dryRun: Bool) async throws(APIError) -> ListResult {
+        var listOptions = options
+        listOptions.limit = nil
+        let listed = try await list(kind, namespace: namespace, selector: selector, options: listOptions)
+        for item in listed.items {
+            guard let obj = try? JSONValue.parse(item), let name = obj["metadata"]?["name"]?.stringValue else { continue }
+            _ = try? delete(kind, namespace: obj["metadata"]?["namespace"]?.stringValue, name: name, preconditionUID: nil, preconditionRV: nil, dryRun: dryRun)
+        }
+        return listed
     }
 
     // MARK: watch
 
-    /// Opens a watch. `resourceVersion` nil or "0" starts with synthetic ADDED
-    /// events for the current state; a specific one replays the changes after
-    /// it, or answers with a 410 Expired ERROR event when history no longer
-    /// reaches back that far. `sendInitialEvents` ends the synthetic events
-    /// with the `k8s.io/initial-events-end` bookmark.
-    func watch(_ kind: ResourceKind, namespace: String?, selector: Selector, resourceVersion rv: String?, bookmarks: Bool,
-               sendInitialEvents: Bool, timeout: Duration?) throws(APIError) -> AsyncStream<WatchFrame> {
+    /// Opens a watch, as k8s.io/apiserver `pkg/storage/cacher/cacher.go` `Cacher.Watch` and
+    /// `watch_cache.go` `getAllEventsSinceLocked` serve it:
+    /// - `sendInitialEvents=true` (or, with the WatchList gate on, a watch from "" or "0"
+    ///   without it: `SetListOptionsDefaults`) starts with the current state as ADDED and, for
+    ///   watchers that allow bookmarks, the `k8s.io/initial-events-end` bookmark; a
+    ///   resourceVersion ahead of the store is waited for (3 s), then the stream is an ERROR 504;
+    /// - "" or "0" otherwise: synthetic ADDED events for the current state;
+    /// - N: the changes after N; 410 Expired as an ERROR event once history no longer reaches
+    ///   back that far; ahead of the store: silent until the store passes N (`cacheWatcher`
+    ///   only sends events newer than its resourceVersion).
+    func watch(_ kind: ResourceKind, namespace: String?, selector: Selector, options: ListOptions, timeout: Duration?) async throws(APIError) -> AsyncStream<WatchFrame> {
+        let store = storage(kind)
+        let rv = options.resourceVersion ?? ""
+        var sendInitial = options.sendInitialEvents
+        if sendInitial == nil && options.resourceVersionMatch == nil && (rv == "" || rv == "0") && watchListEnabled {
+            sendInitial = true
+        }
+        let bookmarks = options.allowWatchBookmarks
         var initial: [WatchFrame] = []
-        if sendInitialEvents || rv == nil || rv == "" || rv == "0" {
-            let current = (objects[kind] ?? [:]).filter { (namespace == nil || $0.key.namespace == namespace) && selector.matches($0.value) }
-            for (key, obj) in current.sorted(by: { $0.key < $1.key }) { initial.append(.event("ADDED", objectJSON: json(kind, key, obj))) }
-            if sendInitialEvents {
-                initial.append(.bookmark(kind: kind, resourceVersion: resourceVersion, initialEventsEnd: true))
+        var after = resourceVersion
+        func current() -> [WatchFrame] {
+            let state = (objects[store] ?? [:]).filter { (namespace == nil || $0.key.namespace == namespace) && selector.matches($0.value) }
+            return state.sorted(by: { $0.key < $1.key }).map { .event("ADDED", objectJSON: viewJSON(kind, $0.key, $0.value)) }
+        }
+        if sendInitial == true {
+            if let wanted = Int(rv), wanted > resourceVersion {
+                let before = resourceVersion
+                if !(await waitForResourceVersion(wanted)) {
+                    let e = APIError.tooLargeResourceVersion(wanted, current: max(before, resourceVersion), retryAfter: 1)
+                    return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: false, timeout: nil,
+                                         initial: [.event("ERROR", objectJSON: StatusEncoding.encode(e.status))], endAfterInitial: true)
+                }
             }
+            initial = current()
+            after = resourceVersion
+            if bookmarks { initial.append(.bookmark(kind: kind, resourceVersion: resourceVersion, initialEventsEnd: true)) }
+        } else if sendInitial == false {
+            after = Int(rv).map { max($0, 0) } ?? resourceVersion
+            if rv == "" || rv == "0" { after = resourceVersion }
+        } else if rv == "" || rv == "0" {
+            initial = current()
+            after = resourceVersion
         } else {
-            guard let from = Int(rv!) else {
-                throw APIError.badRequest("resourceVersion: Invalid value: \"\(rv!)\": must be a non-negative integer")
+            guard let from = Int(rv), from >= 0 else {
+                throw APIError.badRequest("invalid resource version: resourceVersion: Invalid value: \"\(rv)\": strconv.ParseUint: parsing \"\(rv)\": invalid syntax")
             }
             if from < historyStart {
                 return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: false, timeout: nil,
-                                     initial: [.expired(requested: from, oldest: historyStart + 1)], endAfterInitial: true)
+                                     initial: [.expired(requested: from, oldest: historyStart)], endAfterInitial: true)
             }
-            if from > resourceVersion {
-                throw APIError(504, "Timeout", "Too large resource version: \(from), current: \(resourceVersion)",
-                               details: .init(causes: [.init(reason: "ResourceVersionTooLarge", message: "Too large resource version")], retryAfterSeconds: 1))
-            }
-            for change in history where change.resourceVersion > from && change.kind == kind
-                && (namespace == nil || change.key.namespace == namespace) {
-                if let type = WatchHub.translate(change, for: selector) {
-                    initial.append(.event(type, objectJSON: change.objectJSON))
+            after = from
+            if from <= resourceVersion {
+                for change in history where change.resourceVersion > from && change.kind == store
+                    && (namespace == nil || change.key.namespace == namespace) {
+                    if let frame = WatchHub.frame(change, selector: selector, view: viewer(kind)) { initial.append(frame) }
                 }
+                after = resourceVersion
             }
         }
-        return hub.subscribe(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, timeout: timeout, initial: WatchFrame.coalesced(initial))
+        return hub.subscribe(kind: store, view: kind, viewer: viewer(kind), namespace: namespace, selector: selector, bookmarks: bookmarks,
+                             after: after, timeout: timeout, initial: WatchFrame.coalesced(initial))
+    }
+
+    /// How a watcher of `kind` sees a stored object, when that differs from storage.
+    private func viewer(_ kind: ResourceKind) -> (@Sendable (JSONValue) -> JSONValue)? {
+        if kind == .eventsV1Event { return { EventConversion.toEventsV1($0) } }
+        if kind.custom, !kind.storageVersion {
+            let apiVersion = kind.apiVersion
+            return { var o = $0; o["apiVersion"] = .string(apiVersion); return o }
+        }
+        return nil
     }
 
     /// Sends a bookmark at the current resourceVersion to every watcher that wants them.
@@ -258,11 +556,25 @@ actor ObjectStore {
         historyStart = resourceVersion
     }
 
-    // MARK: internals
+    // MARK: custom resources
 
-    private func json(_ kind: ResourceKind, _ key: ObjectKey, _ value: JSONValue) -> [UInt8] {
-        encoded[kind]?[key] ?? value.jsonBytes()
+    private func refreshCustomKinds() {
+        customKinds = (objects[.customResourceDefinition] ?? [:]).values.flatMap(CustomResources.kinds)
+            .sorted { ($0.group, $0.plural, $0.version) < ($1.group, $1.plural, $1.version) }
     }
+
+    /// Deleting a CRD deletes its custom resources (apiextensions-apiserver's finalizer
+    /// `customresourcecleanup.apiextensions.k8s.io`, done at once here).
+    private func dropCustomResources(of crd: JSONValue) {
+        let gone = CustomResources.kinds(crd).filter(\.storageVersion)
+        for k in gone {
+            for (key, obj) in objects[k] ?? [:] { _ = commit("DELETED", k, key, obj.objectValue ?? [:], remove: true) }
+            objects[k] = nil
+        }
+        refreshCustomKinds()
+    }
+
+    // MARK: internals
 
     private func commit(_ type: String, _ kind: ResourceKind, _ key: ObjectKey, _ obj: [String: JSONValue], remove: Bool = false) -> JSONValue {
         resourceVersion += 1
@@ -289,15 +601,78 @@ actor ObjectStore {
             history.removeFirst(drop)
         }
         hub.publish(change)
+        let ready = rvWaiters.filter { $0.value.rv <= resourceVersion }
+        for (id, w) in ready {
+            rvWaiters[id] = nil
+            w.continuation.resume(returning: true)
+        }
         return value
     }
 
-    private func checkTypeMeta(_ kind: ResourceKind, _ obj: [String: JSONValue]) throws(APIError) {
-        if let v = obj["apiVersion"]?.stringValue, !v.isEmpty, v != kind.apiVersion {
-            throw APIError.badRequest("the API version in the data (\(v)) does not match the expected API version (\(kind.apiVersion))")
+    /// The ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount/admission.go):
+    /// a Pod without `imagePullSecrets` gets its account's, and unless automounting is off
+    /// (the Pod's `automountServiceAccountToken`, else the account's) the `kube-api-access-*`
+    /// projected volume mounted at /var/run/secrets/kubernetes.io/serviceaccount.
+    private func applyServiceAccountAdmission(_ obj: inout [String: JSONValue], namespace: String) {
+        guard var spec = obj["spec"]?.objectValue else { return }
+        let saName = spec["serviceAccountName"]?.stringValue ?? "default"
+        let sa = objects[.serviceAccount]?[ObjectKey(namespace: namespace, name: saName)]
+        if (spec["imagePullSecrets"]?.arrayValue ?? []).isEmpty, let pulls = sa?["imagePullSecrets"]?.arrayValue, !pulls.isEmpty {
+            spec["imagePullSecrets"] = .array(pulls)
         }
-        if let k = obj["kind"]?.stringValue, !k.isEmpty, k != kind.kind {
-            throw APIError.badRequest("the kind in the data (\(k)) does not match the expected kind (\(kind.kind))")
+        let automount = spec["automountServiceAccountToken"].flatMap { if case .bool(let b) = $0 { b } else { nil } }
+            ?? sa?["automountServiceAccountToken"].flatMap { if case .bool(let b) = $0 { b } else { nil } } ?? true
+        let path = "/var/run/secrets/kubernetes.io/serviceaccount"
+        let hasMount = (spec["containers"]?.arrayValue ?? []).contains { c in (c["volumeMounts"]?.arrayValue ?? []).contains { $0["mountPath"]?.stringValue == path } }
+        if automount && !hasMount {
+            let volume = "kube-api-access-" + Self.randomSuffix()
+            let mount: JSONValue = .object(["name": .string(volume), "readOnly": .bool(true), "mountPath": .string(path)])
+            for field in ["initContainers", "containers"] {
+                guard let list = spec[field]?.arrayValue else { continue }
+                spec[field] = .array(list.map { c in
+                    guard var o = c.objectValue else { return c }
+                    o["volumeMounts"] = .array((o["volumeMounts"]?.arrayValue ?? []) + [mount])
+                    return .object(o)
+                })
+            }
+            let projected: JSONValue = .object([
+                "sources": .array([
+                    .object(["serviceAccountToken": .object(["expirationSeconds": .int(3607), "path": .string("token")])]),
+                    .object(["configMap": .object(["name": .string("kube-root-ca.crt"), "items": .array([.object(["key": .string("ca.crt"), "path": .string("ca.crt")])])])]),
+                    .object(["downwardAPI": .object(["items": .array([.object(["path": .string("namespace"),
+                        "fieldRef": .object(["apiVersion": .string("v1"), "fieldPath": .string("metadata.namespace")])])])])]),
+                ]),
+                "defaultMode": .int(420),
+            ])
+            spec["volumes"] = .array((spec["volumes"]?.arrayValue ?? []) + [.object(["name": .string(volume), "projected": projected])])
+        }
+        obj["spec"] = .object(spec)
+    }
+
+    /// `SetDefaults_Namespace`: the `kubernetes.io/metadata.name` label; status Active.
+    private func defaultNamespace(_ obj: inout [String: JSONValue], name: String) {
+        var meta = obj["metadata"]?.objectValue ?? [:]
+        var labels = meta["labels"]?.objectValue ?? [:]
+        labels["kubernetes.io/metadata.name"] = .string(name)
+        meta["labels"] = .object(labels)
+        obj["metadata"] = .object(meta)
+        if obj["spec"] == nil { obj["spec"] = .object(["finalizers": .array([.string("kubernetes")])]) }
+        if obj["status"] == nil { obj["status"] = .object(["phase": .string("Active")]) }
+    }
+
+    /// A body whose kind is not the endpoint's is refused while decoding
+    /// (`handlers/rest.go` `transformDecodeError`); a wrong version of the same kind by the
+    /// request scope's check.
+    private func checkTypeMeta(_ kind: ResourceKind, _ obj: [String: JSONValue]) throws(APIError) {
+        let bodyKind = obj["kind"]?.stringValue ?? ""
+        let bodyVersion = obj["apiVersion"]?.stringValue ?? ""
+        if !bodyKind.isEmpty, bodyKind != kind.kind {
+            let version = bodyVersion.split(separator: "/").last.map(String.init) ?? bodyVersion
+            let internalPackage = kind.group.isEmpty ? "core" : String(kind.group.split(separator: ".").first ?? "")
+            throw APIError.badRequest("\(bodyKind) in version \"\(version)\" cannot be handled as a \(kind.kind): converting (\(version).\(bodyKind)) to (\(internalPackage).\(kind.kind)): unknown conversion")
+        }
+        if !bodyVersion.isEmpty, bodyVersion != kind.apiVersion {
+            throw APIError.badRequest("the API version in the data (\(bodyVersion)) does not match the expected API version (\(kind.apiVersion))")
         }
     }
 
@@ -319,7 +694,7 @@ actor ObjectStore {
         }
     }
 
-    /// Kind-specific rules applied on every write.
+    /// Secret rules applied on every write (pkg/apis/core/validation `ValidateSecret`).
     private func normalize(_ kind: ResourceKind, _ obj: inout [String: JSONValue], name: String) throws(APIError) {
         guard kind == .secret else { return }
         var data = obj["data"]?.objectValue ?? [:]

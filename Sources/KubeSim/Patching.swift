@@ -3,8 +3,15 @@ import KubeClient
 
 /// The three PATCH flavours, applied to a stored object.
 enum Patching {
+    static let applyYAML = "application/apply-patch+yaml"
+
+    /// The media type of a Content-Type header, without parameters.
+    static func mediaType(_ contentType: String) -> String {
+        contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+    }
+
     static func apply(contentType: String, patch: [UInt8], to object: JSONValue, kind: ResourceKind) throws(APIError) -> JSONValue {
-        let type = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+        let type = mediaType(contentType)
         let doc: JSONValue
         do { doc = try JSONValue.parse(patch) } catch {
             throw APIError.badRequest("error decoding patch: invalid character in JSON")
@@ -15,12 +22,12 @@ enum Patching {
         case "application/strategic-merge-patch+json":
             return strategicMerge(object, doc, path: [], kind: kind)
         case "application/json-patch+json":
-            guard case .array(let ops) = doc else { throw APIError.badRequest("json patch must be a JSON array of operations") }
+            guard case .array(let ops) = doc else { throw APIError.badRequest("json: cannot unmarshal object into Go value of type jsonpatch.Patch") }
             var result = object
             for op in ops { result = try applyOperation(op, to: result) }
             return result
         default:
-            throw APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json")
+            throw APIError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml")
         }
     }
 
@@ -79,15 +86,15 @@ enum Patching {
 
     private static func applyOperation(_ op: JSONValue, to doc: JSONValue) throws(APIError) -> JSONValue {
         guard let name = op["op"]?.stringValue, let path = op["path"]?.stringValue else {
-            throw APIError.badRequest("json patch operation is missing \"op\" or \"path\"")
+            throw APIError.patchFailed
         }
         let tokens = try pointer(path)
         switch name {
         case "add":
-            guard let value = op["value"] else { throw APIError.badRequest("json patch add operation has no value") }
+            guard let value = op["value"] else { throw APIError.patchFailed }
             return try set(doc, tokens[...], value, insert: true)
         case "replace":
-            guard let value = op["value"] else { throw APIError.badRequest("json patch replace operation has no value") }
+            guard let value = op["value"] else { throw APIError.patchFailed }
             _ = try get(doc, tokens[...], path)
             return try set(doc, tokens[...], value, insert: false)
         case "remove":
@@ -96,23 +103,23 @@ enum Patching {
         case "test":
             let actual = try get(doc, tokens[...], path)
             if actual != (op["value"] ?? .null) {
-                throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: testing value \(path) failed")
+                throw APIError.patchFailed
             }
             return doc
         case "copy", "move":
-            guard let from = op["from"]?.stringValue else { throw APIError.badRequest("json patch \(name) operation has no from") }
+            guard let from = op["from"]?.stringValue else { throw APIError.patchFailed }
             let fromTokens = try pointer(from)
             let value = try get(doc, fromTokens[...], from)
             let base = name == "move" ? try remove(doc, fromTokens[...]) : doc
             return try set(base, tokens[...], value, insert: true)
         default:
-            throw APIError.badRequest("unexpected json patch operation \"\(name)\"")
+            throw APIError.patchFailed
         }
     }
 
     private static func pointer(_ path: String) throws(APIError) -> [String] {
         if path.isEmpty { return [] }
-        guard path.hasPrefix("/") else { throw APIError.badRequest("json patch path \"\(path)\" must start with /") }
+        guard path.hasPrefix("/") else { throw APIError.patchFailed }
         return path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map {
             $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
         }
@@ -122,13 +129,13 @@ enum Patching {
         guard let first = tokens.first else { return doc }
         switch doc {
         case .object(let o):
-            guard let v = o[first] else { throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: jsonpatch path \(path) does not exist") }
+            guard let v = o[first] else { throw APIError.patchFailed }
             return try get(v, tokens.dropFirst(), path)
         case .array(let a):
-            guard let i = Int(first), a.indices.contains(i) else { throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: jsonpatch path \(path) does not exist") }
+            guard let i = Int(first), a.indices.contains(i) else { throw APIError.patchFailed }
             return try get(a[i], tokens.dropFirst(), path)
         default:
-            throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: jsonpatch path \(path) does not exist")
+            throw APIError.patchFailed
         }
     }
 
@@ -138,22 +145,22 @@ enum Patching {
         switch doc {
         case .object(var o):
             if rest.isEmpty { o[first] = value } else {
-                guard let child = o[first] else { throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: add operation does not apply: doc is missing path: \"/\(tokens.joined(separator: "/"))\"") }
+                guard let child = o[first] else { throw APIError.patchFailed }
                 o[first] = try set(child, rest, value, insert: insert)
             }
             return .object(o)
         case .array(var a):
             if rest.isEmpty {
                 if first == "-" { a.append(value); return .array(a) }
-                guard let i = Int(first), i >= 0, i <= a.count, insert || i < a.count else { throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: array index \(first) out of bounds") }
+                guard let i = Int(first), i >= 0, i <= a.count, insert || i < a.count else { throw APIError.patchFailed }
                 if insert { a.insert(value, at: i) } else { a[i] = value }
                 return .array(a)
             }
-            guard let i = Int(first), a.indices.contains(i) else { throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: array index \(first) out of bounds") }
+            guard let i = Int(first), a.indices.contains(i) else { throw APIError.patchFailed }
             a[i] = try set(a[i], rest, value, insert: insert)
             return .array(a)
         default:
-            throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: path does not apply to a scalar")
+            throw APIError.patchFailed
         }
     }
 
@@ -165,7 +172,7 @@ enum Patching {
             if rest.isEmpty { o[first] = nil } else if let child = o[first] { o[first] = try remove(child, rest) }
             return .object(o)
         case .array(var a):
-            guard let i = Int(first), a.indices.contains(i) else { throw APIError(422, "Invalid", "the server rejected our request due to an error in our request: array index \(first) out of bounds") }
+            guard let i = Int(first), a.indices.contains(i) else { throw APIError.patchFailed }
             if rest.isEmpty { a.remove(at: i) } else { a[i] = try remove(a[i], rest) }
             return .array(a)
         default:

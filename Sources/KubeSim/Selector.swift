@@ -14,13 +14,48 @@ struct Selector: Sendable {
     var fields: [Requirement] = []
     var isEmpty: Bool { labels.isEmpty && fields.isEmpty }
 
-    static let fieldNames: Set<String> = ["metadata.name", "metadata.namespace", "type", "spec.serviceAccountName", "status.phase", "spec.nodeName"]
+    /// The field labels each kind's registry strategy makes selectable (`GetAttrs` /
+    /// `ToSelectableFields` in kubernetes/pkg/registry/<group>/<kind>/strategy.go, plus
+    /// `metadata.name` and `metadata.namespace` everywhere); any other is
+    /// `field label not supported` (pkg/apis/core/v1/conversion.go label conversions).
+    static func fieldNames(_ kind: ResourceKind) -> Set<String> {
+        var names: Set<String> = ["metadata.name", "metadata.namespace"]
+        switch (kind.group, kind.plural) {
+        case ("", "secrets"): names.insert("type")
+        case ("", "pods"):
+            names.formUnion(["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork",
+                             "status.phase", "status.podIP", "status.nominatedNodeName"])
+        case ("", "namespaces"): names.insert("status.phase")
+        case ("apps", "replicasets"): names.insert("status.replicas")
+        case ("", "events"):
+            names.formUnion(["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion",
+                             "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"])
+        case ("events.k8s.io", "events"):
+            names.formUnion(["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "regarding.apiVersion",
+                             "regarding.resourceVersion", "regarding.fieldPath", "reason", "reportingController", "source", "type"])
+        default: break
+        }
+        return names
+    }
 
     init() {}
 
-    init(labelSelector: String?, fieldSelector: String?) throws(APIError) {
-        if let labelSelector, !labelSelector.isEmpty { labels = try Self.parse(labelSelector, fields: false) }
-        if let fieldSelector, !fieldSelector.isEmpty { fields = try Self.parse(fieldSelector, fields: true) }
+    /// `kind` decides which field labels exist; events.k8s.io labels are turned into the core
+    /// ones, since both views select over the same stored core Events.
+    init(labelSelector: String?, fieldSelector: String?, kind: ResourceKind) throws(APIError) {
+        if let labelSelector, !labelSelector.isEmpty { labels = try Self.parse(labelSelector, fields: false, kind: kind) }
+        if let fieldSelector, !fieldSelector.isEmpty {
+            fields = try Self.parse(fieldSelector, fields: true, kind: kind)
+            if kind.group == "events.k8s.io" {
+                fields = fields.map { r in
+                    switch r {
+                    case .equals(let k, let v): return .equals(EventConversion.coreFieldLabel(k), v)
+                    case .notEquals(let k, let v): return .notEquals(EventConversion.coreFieldLabel(k), v)
+                    default: return r
+                    }
+                }
+            }
+        }
     }
 
     func matches(_ obj: JSONValue) -> Bool {
@@ -31,9 +66,18 @@ struct Selector: Sendable {
     }
 
     private static func fieldValue(_ obj: JSONValue, _ path: String) -> String? {
+        // An Event's `source` is its source component, else its reporting controller.
+        if path == "source", obj["involvedObject"] != nil {
+            let component = obj["source"]?["component"]?.stringValue ?? ""
+            return component.isEmpty ? obj["reportingComponent"]?.stringValue ?? "" : component
+        }
         var v: JSONValue? = obj
         for part in path.split(separator: ".") { v = v?[String(part)] }
-        return v?.stringValue ?? ""
+        switch v {
+        case .bool(let b)?: return b ? "true" : "false"
+        case .int(let i)?: return String(i)
+        default: return v?.stringValue ?? (path == "spec.hostNetwork" ? "false" : "")
+        }
     }
 
     private static func eval(_ r: Requirement, _ value: (String) -> String?) -> Bool {
@@ -48,7 +92,7 @@ struct Selector: Sendable {
     }
 
     /// Splits on commas outside parentheses, then reads each requirement.
-    static func parse(_ text: String, fields: Bool) throws(APIError) -> [Requirement] {
+    static func parse(_ text: String, fields: Bool, kind: ResourceKind? = nil) throws(APIError) -> [Requirement] {
         var parts: [String] = []
         var depth = 0
         var current = ""
@@ -68,7 +112,7 @@ struct Selector: Sendable {
                 case .equals(let k, _), .notEquals(let k, _): key = k
                 default: throw APIError.badRequest("invalid field selector \"\(text)\": only =, == and != are supported")
                 }
-                if !fieldNames.contains(key) {
+                if let kind, !fieldNames(kind).contains(key) {
                     throw APIError.badRequest("field label not supported: \(key)")
                 }
             }

@@ -31,21 +31,18 @@ struct WatchFrame: Sendable {
         return out
     }
 
+    /// The 410 a watch from a compacted resourceVersion gets, inside a 200 stream
+    /// (k8s.io/apiserver `pkg/storage/cacher/watch_cache.go` `getAllEventsSinceLocked`:
+    /// `too old resource version: %d (%d)` with the oldest resourceVersion still held, minus one).
     static func expired(requested: Int, oldest: Int) -> WatchFrame {
         let status = Status(message: "too old resource version: \(requested) (\(oldest))", reason: "Expired", code: 410)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        var json = (try? encoder.encode(status)).map(Array.init) ?? []
-        // kube-apiserver sends `metadata: {}` in a Status; keep the shape.
-        if json.first == UInt8(ascii: "{") { json = Array(#"{"metadata":{},"#.utf8) + json.dropFirst() }
-        return .event("ERROR", objectJSON: json)
+        return .event("ERROR", objectJSON: StatusEncoding.encode(status))
     }
 
+    /// A BOOKMARK: the kind's Go zero value with only the resourceVersion set (ZeroValues.swift).
     static func bookmark(kind: ResourceKind, resourceVersion: Int, initialEventsEnd: Bool = false) -> WatchFrame {
-        var meta: [String: JSONValue] = ["resourceVersion": .string(String(resourceVersion))]
-        if initialEventsEnd { meta["annotations"] = .object(["k8s.io/initial-events-end": .string("true")]) }
-        let obj: JSONValue = .object(["kind": .string(kind.kind), "apiVersion": .string(kind.apiVersion), "metadata": .object(meta)])
-        return .event("BOOKMARK", objectJSON: obj.jsonBytes())
+        .event("BOOKMARK", objectJSON: ZeroValue.bookmarkObject(apiVersion: kind.apiVersion, kind: kind.kind, resourceVersion: String(resourceVersion),
+                                                               initialEventsEnd: initialEventsEnd, custom: kind.custom))
     }
 }
 
@@ -55,10 +52,18 @@ struct WatchFrame: Sendable {
 /// server closes a slow watch: it resumes from its last resourceVersion.
 final class WatchHub: Sendable {
     struct Subscriber: Sendable {
+        /// The storage kind whose changes it follows.
         var kind: ResourceKind
+        /// The kind it asked for (its bookmarks' kind).
+        var view: ResourceKind
+        /// How it sees a stored object, when that differs (events.k8s.io Events, other versions of a custom kind).
+        var viewer: (@Sendable (JSONValue) -> JSONValue)?
         var namespace: String?
         var selector: Selector
         var bookmarks: Bool
+        /// Only changes and bookmarks after this resourceVersion are sent (`cacheWatcher.process`:
+        /// "only send events newer than resourceVersion"): a watch from ahead of the store stays silent.
+        var after: Int
         var deadline: ContinuousClock.Instant?
         var continuation: AsyncStream<WatchFrame>.Continuation
     }
@@ -82,7 +87,8 @@ final class WatchHub: Sendable {
     private let refusing = Atomic<Bool>(false)
     func refuseNewWatches(_ on: Bool) { refusing.store(on, ordering: .relaxed) }
 
-    func subscribe(kind: ResourceKind, namespace: String?, selector: Selector, bookmarks: Bool, timeout: Duration?, initial: [WatchFrame], endAfterInitial: Bool = false) -> AsyncStream<WatchFrame> {
+    func subscribe(kind: ResourceKind, view: ResourceKind? = nil, viewer: (@Sendable (JSONValue) -> JSONValue)? = nil, namespace: String?, selector: Selector,
+                   bookmarks: Bool, after: Int = 0, timeout: Duration?, initial: [WatchFrame], endAfterInitial: Bool = false) -> AsyncStream<WatchFrame> {
         let (stream, cont) = AsyncStream.makeStream(of: WatchFrame.self, bufferingPolicy: .bufferingOldest(bufferLimit))
         for f in initial { cont.yield(f) }
         if endAfterInitial || refusing.load(ordering: .relaxed) {
@@ -91,7 +97,10 @@ final class WatchHub: Sendable {
         }
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
         let deadline = timeout.map { ContinuousClock.now.advanced(by: $0) }
-        subscribers.withLock { $0[id] = Subscriber(kind: kind, namespace: namespace, selector: selector, bookmarks: bookmarks, deadline: deadline, continuation: cont) }
+        subscribers.withLock {
+            $0[id] = Subscriber(kind: kind, view: view ?? kind, viewer: viewer, namespace: namespace, selector: selector, bookmarks: bookmarks,
+                                after: after, deadline: deadline, continuation: cont)
+        }
         cont.onTermination = { [weak self] _ in self?.remove(id) }
         let open = count
         let ready = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
@@ -156,26 +165,37 @@ final class WatchHub: Sendable {
         }
         var slow: [AsyncStream<WatchFrame>.Continuation] = []
         subscribers.withLock { subs in
-            for (_, s) in subs where s.kind == change.kind && (s.namespace == nil || s.namespace == change.key.namespace) {
-                guard let type = Self.translate(change, for: s.selector) else { continue }
-                if case .dropped = s.continuation.yield(.event(type, objectJSON: change.objectJSON)) { slow.append(s.continuation) }
+            for (_, s) in subs where s.kind == change.kind && (s.namespace == nil || s.namespace == change.key.namespace) && change.resourceVersion > s.after {
+                guard let frame = Self.frame(change, selector: s.selector, view: s.viewer) else { continue }
+                if case .dropped = s.continuation.yield(frame) { slow.append(s.continuation) }
             }
         }
         for c in slow { c.finish() }
     }
 
-    static func translate(_ change: ChangeEvent, for selector: Selector) -> String? {
-        if selector.isEmpty { return change.type }
+    /// The frame one watcher gets for a change, with selector transitions as the watch cache
+    /// makes them (k8s.io/apiserver `pkg/storage/cacher/cache_watcher.go`
+    /// `cacheWatcher.convertToWatchEvent`): an object that starts matching is ADDED; one that
+    /// stops matching is DELETED carrying its **previous** state with the change's
+    /// resourceVersion; one that matches neither before nor after is not sent.
+    static func frame(_ change: ChangeEvent, selector: Selector, view: (@Sendable (JSONValue) -> JSONValue)?) -> WatchFrame? {
+        func json(_ v: JSONValue) -> [UInt8] { view.map { $0(v).jsonBytes() } ?? (v == change.object ? change.objectJSON : v.jsonBytes()) }
+        // Selectors match the stored form (events.k8s.io field labels were mapped to core ones).
+        let current = change.object
+        if selector.isEmpty { return .event(change.type, objectJSON: json(change.object)) }
         switch change.type {
-        case "ADDED": return selector.matches(change.object) ? "ADDED" : nil
-        case "DELETED": return selector.matches(change.object) ? "DELETED" : nil
+        case "ADDED": return selector.matches(current) ? .event("ADDED", objectJSON: json(change.object)) : nil
+        case "DELETED": return selector.matches(current) ? .event("DELETED", objectJSON: json(change.object)) : nil
         default:
             let was = change.old.map(selector.matches) ?? false
-            let now = selector.matches(change.object)
+            let now = selector.matches(current)
             switch (was, now) {
-            case (true, true): return "MODIFIED"
-            case (false, true): return "ADDED"
-            case (true, false): return "DELETED"
+            case (true, true): return .event("MODIFIED", objectJSON: json(change.object))
+            case (false, true): return .event("ADDED", objectJSON: json(change.object))
+            case (true, false):
+                guard var previous = change.old else { return nil }
+                previous["metadata"]?["resourceVersion"] = .string(String(change.resourceVersion))
+                return .event("DELETED", objectJSON: json(previous))
             case (false, false): return nil
             }
         }
@@ -184,8 +204,8 @@ final class WatchHub: Sendable {
     /// Sends a BOOKMARK at `resourceVersion` to every watcher that asked for them.
     func bookmark(resourceVersion: Int) {
         subscribers.withLock { subs in
-            for s in subs.values where s.bookmarks {
-                _ = s.continuation.yield(.bookmark(kind: s.kind, resourceVersion: resourceVersion))
+            for s in subs.values where s.bookmarks && resourceVersion > s.after {
+                _ = s.continuation.yield(.bookmark(kind: s.view, resourceVersion: resourceVersion))
             }
         }
     }

@@ -83,6 +83,21 @@ struct ChaosRun: Sendable {
                 try await kubectl.must(["create", "namespace", t])
                 try await kubectl.must(["create", "serviceaccount", "default", "-n", t])
             }
+            // A controller's Pod pulling from the registry, made while the accounts lacked the pull
+            // Secret: the ServiceAccount admission plugin gave it the account's empty list, so it
+            // can only recover as a new Pod.
+            let pod = try write("stuck-pod.yaml", """
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: web-7d9f-stuck
+              namespace: \(Self.targets[0])
+              ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f, uid: 5f0c7a2e-0000-4000-8000-000000000001, controller: true}]
+            spec:
+              serviceAccountName: default
+              containers: [{name: web, image: \(Self.host)/acme/web:1.4}]
+            """)
+            try await kubectl.must(["create", "-f", pod])
             let manifest = "\(dir)/kubetrace-operator.yaml"
             let gen = try await runTool(operatorBinary, ["manifest", "--kubeconfig", admin, "--cluster-id", "chaos", "--api-url", "\(url)\(KubetraceAPIEmulator.pathPrefix)",
                                                          "--operator-token-file", tokenFile, "--vultr-api-key-file", vultrKeyFile,
@@ -104,20 +119,8 @@ struct ChaosRun: Sendable {
             defer { op.forceKill() }
             guard await op.waitReady(seconds: 90) else { throw ChaosFailure("the operator sent no READY=1 within 90 s; its log:\n\(op.tail())") }
             try await awaitCondition("every managed object valid after start", within: .seconds(30)) { await checker.allHealthy }
-            // A stuck Pod (a controller's, pulling from the registry without the pull Secret): under
-            // the manifest's RBAC the operator deletes it once so its controller recreates it.
-            let pod = try write("stuck-pod.yaml", """
-            apiVersion: v1
-            kind: Pod
-            metadata:
-              name: web-7d9f-stuck
-              namespace: \(Self.targets[0])
-              ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-7d9f, uid: 5f0c7a2e-0000-4000-8000-000000000001, controller: true}]
-            spec:
-              serviceAccountName: default
-              containers: [{name: web, image: \(Self.host)/acme/web:1.4}]
-            """)
-            try await kubectl.must(["create", "-f", pod])
+            // The stuck Pod made before the operator started (below) now fails to pull: under the
+            // manifest's RBAC the operator deletes it once so its controller recreates it.
             try await kubectl.must(["patch", "pod", "web-7d9f-stuck", "-n", Self.targets[0], "--subresource=status", "--type", "merge", "-p",
                                     #"{"status":{"phase":"Pending","containerStatuses":[{"name":"web","ready":false,"restartCount":0,"image":"blr.vultrcr.com/acme/web:1.4","state":{"waiting":{"reason":"ImagePullBackOff","message":"Back-off pulling image"}}}]}}"#])
             try await awaitCondition("the stuck Pod restarted by the operator", within: .seconds(30)) { await checker.podDeleted("\(Self.targets[0])/web-7d9f-stuck") }

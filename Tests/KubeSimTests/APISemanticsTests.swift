@@ -123,7 +123,8 @@ import Testing
             let notJSON = await expectError { _ = try await admin.request("POST", path: path, body: Array("{nope".utf8)) }
             #expect(notJSON?.httpStatus == 400)
             let wrongKind = await expectError { _ = try await admin.request("POST", path: path, body: Array(#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}"#.utf8)) }
-            #expect(wrongKind?.status?.message == "the kind in the data (Secret) does not match the expected kind (ConfigMap)")
+            // handlers/rest.go `transformDecodeError`, the conversion error after the colon.
+            #expect(wrongKind?.status?.message == #"Secret in version "v1" cannot be handled as a ConfigMap: converting (v1.Secret) to (core.ConfigMap): unknown conversion"#)
             let huge = [UInt8](repeating: UInt8(ascii: "a"), count: (3 << 20) + 10)
             let tooLarge = await expectError { _ = try await admin.request("POST", path: path, body: huge) }
             #expect(tooLarge?.httpStatus == 413)

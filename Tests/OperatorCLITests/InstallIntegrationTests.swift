@@ -179,8 +179,11 @@ import Testing
             #expect(gen.status == 0, "\(gen.stderr)")
             #expect(try await runTool("kubectl", ["apply", "-f", out], environment: ["KUBECONFIG": s.kubeconfig]).status == 0)
             // What the running operator would have done: its Pod runs, and the kubeconfig Secret holds a token.
-            let pod = try JSONValue.parse(Array(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"kubetrace-operator-abc","labels":{"app.kubernetes.io/name":"kubetrace-operator"}},"spec":{"containers":[{"name":"operator","image":"x"}]},"status":{"phase":"Running"}}"#.utf8))
+            // A Pod is created Pending; only `pods/status` (the kubelet's write) makes it Running.
+            let pod = try JSONValue.parse(Array(#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"kubetrace-operator-abc","labels":{"app.kubernetes.io/name":"kubetrace-operator"}},"spec":{"containers":[{"name":"operator","image":"x"}]}}"#.utf8))
             _ = try await client.request("POST", path: "/api/v1/namespaces/kubetrace-system/pods", body: pod.jsonBytes())
+            _ = try await client.request("PATCH", path: "/api/v1/namespaces/kubetrace-system/pods/kubetrace-operator-abc/status",
+                                         body: Array(#"{"status":{"phase":"Running"}}"#.utf8), contentType: "application/merge-patch+json")
             let minted = try await client.requestToken(namespace: "kubetrace-system", serviceAccount: "kubetrace-readonly-user", TokenRequest(audiences: [], expirationSeconds: 3600))
             var kc = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-kubeconfig")
             let withToken = kc.data!["kubeconfig"]!.string.replacingOccurrences(of: "  user: {}", with: "  user:\n    token: \(minted.status!.token.value)")

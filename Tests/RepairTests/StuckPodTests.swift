@@ -37,9 +37,16 @@ import Testing
     }
 
     @Test func ownedStuckPodIsRepairedThenDeletedOnce() async throws {
-        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]) }, seed: seedApps) { f in
-            // Created while the account lacked the reference: the Pod's own list lacks it too.
-            _ = try await f.kubectl(["create", "-f", "-"], stdin: Self.podYAML("web-7d9f-x1", owner: true))
+        // Created before the operator ran, while the account lacked the reference: the
+        // ServiceAccount admission plugin copied the account's (empty) list, so the Pod lacks it
+        // too. (A Pod created after the repair gets the reference from its account.)
+        let seed: @Sendable (KubeClient) async throws -> Void = { admin in
+            try await self.seedApps(admin)
+            let pod = #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-7d9f-x1","namespace":"apps","ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f","uid":"5f0c7a2e-0000-4000-8000-000000000001","controller":true}]},"spec":{"serviceAccountName":"default","containers":[{"name":"web","image":"blr.vultrcr.com/acme/web:1.4"}]}}"#
+            _ = try await admin.request("POST", path: "/api/v1/namespaces/apps/pods", body: Array(pod.utf8))
+        }
+        try await RepairFixture.with({ $0.targetNamespaces = .list(["apps"]) }, seed: seed) { f in
+            #expect(try await f.client.get(Pod.self, namespace: "apps", name: "web-7d9f-x1").spec?.imagePullSecrets == nil)
             try await markStuck(f, "web-7d9f-x1")
             try await awaitObject(f.client, Pod.self, namespace: "apps", name: "web-7d9f-x1", "the stuck Pod deleted") { $0 == nil }
             // The plumbing was repaired first.
