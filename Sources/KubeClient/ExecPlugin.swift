@@ -122,4 +122,20 @@ public enum RFC3339 {
         f.formatOptions = fractional ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
         return f.string(from: d)
     }
+
+    /// A `metav1.MicroTime` (Lease acquire and renew times, Event times): exactly six fractional
+    /// digits in UTC. kube-apiserver parses these with the layout
+    /// `2006-01-02T15:04:05.000000Z07:00` (apimachinery `pkg/apis/meta/v1/micro_time.go`
+    /// `UnmarshalJSON`), which refuses any other number of digits: a millisecond time is a 400.
+    public static func formatMicro(_ d: Date) -> String {
+        let seconds = d.timeIntervalSince1970.rounded(.down)
+        let micros = min(999_999, Int(((d.timeIntervalSince1970 - seconds) * 1_000_000).rounded(.down)))
+        let whole = format(Date(timeIntervalSince1970: seconds))
+        return String(whole.dropLast()) + "." + String(format: "%06d", micros) + "Z"
+    }
+
+    /// Whether `s` is a valid `metav1.MicroTime` as kube-apiserver reads one.
+    public static func isMicroTime(_ s: String) -> Bool {
+        s.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|[+-]\d{2}:\d{2})$"#, options: .regularExpression) != nil
+    }
 }

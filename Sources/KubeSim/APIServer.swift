@@ -105,6 +105,14 @@ struct APIServer: HTTPResponder {
         }
         if segments == ["apis"] { return Self.json(Discovery.groupList(kinds)) }
         if segments == ["openapi", "v3"] { return Self.json(Discovery.openAPIRoot(kinds)) }
+        if segments == ["openapi", "v2"] {
+            // kubectl's fallback schema source. Served empty (an empty protobuf Document): no
+            // schemas, so kubectl validates nothing client-side and names an unknown kind as
+            // `no matches for kind … ensure CRDs are installed first`, as against a real server.
+            var headers = HTTPFields()
+            headers[.contentType] = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer()))
+        }
         if segments.first == "openapi", segments.count >= 3, segments[1] == "v3",
            let doc = Discovery.openAPIDocument(path: segments.dropFirst(2).joined(separator: "/"), kinds: kinds) {
             return Self.json(doc)
@@ -169,6 +177,12 @@ struct APIServer: HTTPResponder {
             let options = try listOptions(query)
             let selector = try Selector(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, kind: target.kind)
             let result = try await store.list(target.kind, namespace: target.namespace, selector: selector, options: options)
+            if target.kind.plural == "events", Tables.wantsTable(request.headers[.accept]) {
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json;as=Table;v=v1;g=meta.k8s.io"
+                let table = Tables.events(result.items, resourceVersion: result.resourceVersion, continueToken: result.continueToken)
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: table.jsonBytes())))
+            }
             return Self.listResponse(target.kind, result)
         case (.get, let name?):
             return Self.json(try await store.get(target.kind, namespace: target.namespace, name: name))

@@ -256,6 +256,7 @@ actor ObjectStore {
         try checkTypeMeta(kind, obj)
         let store = storage(kind)
         if kind == .eventsV1Event { obj = EventConversion.toCore(.object(obj)).objectValue ?? obj }
+        try Strategy.checkMicroTimes(store, obj, as: kind)
         var meta = obj["metadata"]?.objectValue ?? [:]
         let ns = try resolveNamespace(kind, path: namespace, meta: meta)
         var name = meta["name"]?.stringValue ?? ""
@@ -317,6 +318,7 @@ actor ObjectStore {
         try checkTypeMeta(kind, obj)
         let store = storage(kind)
         if kind == .eventsV1Event { obj = EventConversion.toCore(.object(obj)).objectValue ?? obj }
+        try Strategy.checkMicroTimes(store, obj, as: kind)
         let key = ObjectKey(namespace: namespace ?? "", name: name)
         guard let current = objects[store]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
         var meta = obj["metadata"]?.objectValue ?? [:]

@@ -85,6 +85,27 @@ enum Strategy {
         obj = merged
     }
 
+    /// `metav1.MicroTime` fields are decoded with the layout `2006-01-02T15:04:05.000000Z07:00`
+    /// (apimachinery `pkg/apis/meta/v1/micro_time.go` `UnmarshalJSON` → `time.Parse`), which
+    /// wants exactly six fractional digits; anything else fails while the body is decoded
+    /// (`handlers/rest.go` `transformDecodeError`), before any strategy runs.
+    static func checkMicroTimes(_ kind: ResourceKind, _ obj: Object, as requested: ResourceKind) throws(APIError) {
+        let paths: [[String]]
+        switch (kind.group, kind.kind) {
+        case ("coordination.k8s.io", "Lease"): paths = [["spec", "acquireTime"], ["spec", "renewTime"]]
+        case ("", "Event"): paths = [["eventTime"], ["series", "lastObservedTime"]]
+        default: return
+        }
+        for path in paths {
+            var v: JSONValue? = .object(obj)
+            for p in path { v = v?[p] }
+            guard let text = v?.stringValue, !RFC3339.isMicroTime(text) else { continue }
+            let rest = text.count > 19 ? String(text.dropFirst(19)) : text
+            let version = requested.version
+            throw APIError.badRequest("\(requested.kind) in version \"\(version)\" cannot be handled as a \(requested.kind): parsing time \"\(text)\" as \"2006-01-02T15:04:05.000000Z07:00\": cannot parse \"\(rest)\" as \".000000\"")
+        }
+    }
+
     static func specChanged(_ a: Object, _ b: Object) -> Bool {
         var x = a, y = b
         for k in ["metadata", "status", "apiVersion", "kind"] { x[k] = nil; y[k] = nil }

@@ -435,6 +435,20 @@ enum ConformanceTable {
                 #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ConfigMap in version \"v1\" cannot be handled as a Secret: converting (v1.ConfigMap) to (core.Secret): unknown conversion","reason":"BadRequest","code":400}"#)
             }),
         ConformanceRow(
+            behaviour: "MicroTime fields (Lease renewTime, Event eventTime) take exactly six fractional digits",
+            source: "apimachinery pkg/apis/meta/v1/micro_time.go MicroTime.UnmarshalJSON (time.Parse with RFC3339Micro); apiserver handlers/rest.go transformDecodeError",
+            check: { c in
+                let leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+                let millis = try await c.call("POST", leases, body: #"{"metadata":{"name":"l"},"spec":{"holderIdentity":"a","renewTime":"2026-12-06T08:33:43.215Z"}}"#)
+                #expect(millis.status == 400)
+                #expect(millis.json["message"] == .string(#"Lease in version "v1" cannot be handled as a Lease: parsing time "2026-12-06T08:33:43.215Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".215Z" as ".000000""#))
+                let micros = try await c.call("POST", leases, body: #"{"metadata":{"name":"l"},"spec":{"holderIdentity":"a","renewTime":"\#(RFC3339.formatMicro(Date()))"}}"#)
+                #expect(micros.status == 201, "\(micros.text)")
+                let event = try await c.call("POST", "/apis/events.k8s.io/v1/namespaces/default/events",
+                                             body: #"{"metadata":{"name":"e"},"eventTime":"2026-12-06T08:33:43Z","reportingController":"x","reportingInstance":"y","action":"A","reason":"R","type":"Normal","regarding":{"kind":"Secret","name":"s","namespace":"default"}}"#)
+                #expect(event.status == 400 && event.json["message"]?.stringValue?.hasPrefix(#"Event in version "v1" cannot be handled as a Event: parsing time"#) == true)
+            }),
+        ConformanceRow(
             behaviour: "deletecollection deletes what the selector lists and answers that list",
             source: "apiserver pkg/registry/generic/registry/store.go DeleteCollection; handlers/delete.go DeleteCollection",
             check: { c in

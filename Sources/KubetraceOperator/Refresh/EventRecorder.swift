@@ -22,7 +22,7 @@ struct EventRecorder: Sendable {
         var meta = ObjectMeta(namespace: ref.namespace)
         meta.generateName = "\(ref.name ?? "kubetrace").\(reason.lowercased())."
         var event = Event(metadata: meta)
-        event.eventTime = RFC3339.format(now, fractional: true)
+        event.eventTime = RFC3339.formatMicro(now)
         event.reportingController = "kubetrace.net/kubetrace-operator"
         event.reportingInstance = String(instance.prefix(128))
         event.action = reason.hasPrefix("Token") ? "Refresh" : reason == "PodRestartedAfterRepair" ? "Delete" : "Repair"
@@ -59,7 +59,7 @@ struct EventRecorder: Sendable {
                                            .merge(.object(["count": .int(count), "lastTimestamp": .string(RFC3339.format(time))])))
             } else {
                 _ = try await client.patch(Event.self, namespace: recorded.namespace, name: recorded.name,
-                                           .merge(.object(["series": .object(["count": .int(count), "lastObservedTime": .string(RFC3339.format(time, fractional: true))])])))
+                                           .merge(.object(["series": .object(["count": .int(count), "lastObservedTime": .string(RFC3339.formatMicro(time))])])))
             }
         } catch {
             logger.debug("cannot update an Event", metadata: ["event": "\(recorded.name)", "error": "\(error)"])

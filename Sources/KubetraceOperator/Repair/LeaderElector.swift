@@ -116,7 +116,7 @@ public final class LeaderElector: Sendable {
     /// One attempt; true when this process holds the Lease afterwards.
     func tryAcquireOrRenew() async -> Bool {
         let now = Date()
-        let micro = RFC3339.format(now, fractional: true)
+        let micro = RFC3339.formatMicro(now)
         do {
             let lease: Lease
             do {
@@ -183,7 +183,7 @@ public final class LeaderElector: Sendable {
             guard lease.spec?.holderIdentity == identity else { return }
             lease.spec?.holderIdentity = ""
             lease.spec?.leaseDurationSeconds = 1
-            lease.spec?.renewTime = RFC3339.format(Date(), fractional: true)
+            lease.spec?.renewTime = RFC3339.formatMicro(Date())
             _ = try await client.update(lease)
             observe(lease.spec)
             logger.info("released the lease", metadata: ["event": "leader_released", "lease": "\(namespace)/\(name)"])

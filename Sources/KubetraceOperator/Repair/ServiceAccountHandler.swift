@@ -55,7 +55,7 @@ actor ServiceAccountHandler {
         let cached = accounts[key]
         if let cached, cached.imagePullSecrets.contains(secretName) { return .healthy }
         if cached == nil, !isManaged(key) { return .healthy }  // target accounts are not the operator's to create
-        let ref = ObjectReference(apiVersion: "v1", kind: "ServiceAccount", namespace: namespace, name: name, uid: cached?.meta.uid)
+        var ref = ObjectReference(apiVersion: "v1", kind: "ServiceAccount", namespace: namespace, name: name, uid: cached?.meta.uid)
         let what = cached == nil ? "was deleted" : "lacked \(secretName) in imagePullSecrets"
         let now = Date()
         let (decision, deferred) = limiter.gate(key, now: now, episode: RepairReport(
@@ -63,7 +63,10 @@ actor ServiceAccountHandler {
             note: "another writer keeps removing \(secretName) from ServiceAccount \(namespace)/\(name); repairs are now spaced out"))
         if let deferred { return deferred }
         do {
-            guard try await write(key) else { return .healthy }
+            guard let written = try await write(key) else { return .healthy }
+            // The Event names the object as written (a recreated account has a new uid), so
+            // `kubectl describe`, which matches on uid, finds it.
+            ref.uid = written
             limiter.record(key, at: Date(), decision: decision)
             limiter.prune(now: now)
             return .repaired(RepairReport(regarding: ref, reason: "ServiceAccountRepaired", note: "ServiceAccount \(what); restored"))
@@ -74,8 +77,9 @@ actor ServiceAccountHandler {
 
     /// Creates the managed account, or adds the reference with a JSON Patch guarded
     /// by a `test` of the resourceVersion: the list has no merge key, so a merge or
-    /// strategic-merge patch would replace other entries. False when nothing was needed.
-    private func write(_ key: ObjectKey) async throws -> Bool {
+    /// strategic-merge patch would replace other entries. Returns the written account's uid;
+    /// nil when nothing was needed.
+    private func write(_ key: ObjectKey) async throws -> String? {
         let client = ctx.client
         return try await retryingConflicts { _ in
             let fresh: ServiceAccount
@@ -85,18 +89,16 @@ actor ServiceAccountHandler {
                 var sa = ServiceAccount(metadata: ctx.objectMeta(key.name, namespace: key.namespace),
                                         imagePullSecrets: [LocalObjectReference(name: secretName)])
                 sa.automountServiceAccountToken = false
-                _ = try await client.create(sa, namespace: key.namespace)
-                return true
+                return try await client.create(sa, namespace: key.namespace).metadata.uid ?? ""
             }
             let existing = fresh.imagePullSecrets ?? []
-            if existing.contains(where: { $0.name == secretName }) { return false }
+            if existing.contains(where: { $0.name == secretName }) { return nil }
             let entry = JSONValue.object(["name": .string(secretName)])
             let add: JSONPatchOperation = fresh.imagePullSecrets == nil
                 ? .add("/imagePullSecrets", .array([entry]))
                 : .add("/imagePullSecrets/-", entry)
-            _ = try await client.patch(ServiceAccount.self, namespace: key.namespace, name: key.name,
-                                       .json([.test("/metadata/resourceVersion", .string(fresh.metadata.resourceVersion ?? "")), add]))
-            return true
+            return try await client.patch(ServiceAccount.self, namespace: key.namespace, name: key.name,
+                                          .json([.test("/metadata/resourceVersion", .string(fresh.metadata.resourceVersion ?? "")), add])).metadata.uid ?? ""
         }
     }
 }
