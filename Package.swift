@@ -90,6 +90,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 "KubeClient",
             ],
+            exclude: ["README.md"],
             swiftSettings: swiftSettings
         ),
         .target(

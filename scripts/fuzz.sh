@@ -25,9 +25,30 @@ for t in "${targets[@]}"; do
   if [ ${#regressions[@]} -gt 0 ]; then
     FUZZ_TARGET="$t" "$bin/kubetrace-fuzz" "${regressions[@]}" >"$log" 2>&1 || { echo "fuzz: $t fails a kept regression input:" >&2; tail -20 "$log" >&2; failed=1; continue; }
   fi
+  # kube-apiserver's own serialization fixtures (beside the repository, never copied into it)
+  # seed the watch-line target as one-line watch events of every kind.
+  extra=()
+  fixtures="../../shared/fixtures/kubernetes-api"
+  if [ "$t" = watch-lines ] && [ -d "$fixtures" ]; then
+    mkdir -p .build/corpus-fixtures
+    python3 - "$fixtures" .build/corpus-fixtures <<'PY'
+import json, os, sys
+src, dst = sys.argv[1], sys.argv[2]
+for release in sorted(os.listdir(src)):
+    folder = os.path.join(src, release)
+    if not os.path.isdir(folder): continue
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".json"): continue
+        obj = json.load(open(os.path.join(folder, name)))
+        with open(os.path.join(dst, f"{release}-{name}"), "w") as out:
+            for kind in ("ADDED", "MODIFIED", "DELETED"):
+                out.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")) + "\n")
+PY
+    extra=(.build/corpus-fixtures)
+  fi
   status=0
   FUZZ_TARGET="$t" "$bin/kubetrace-fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="crashes/$t-" "$work" "corpus/$t" >"$log" 2>&1 || status=$?
+    -artifact_prefix="crashes/$t-" "$work" "corpus/$t" "${extra[@]}" >"$log" 2>&1 || status=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   size=$(ls "$work" | wc -l)
