@@ -181,7 +181,7 @@ struct APIServer: HTTPResponder {
                 var headers = HTTPFields()
                 headers[.contentType] = "application/json;as=Table;v=v1;g=meta.k8s.io"
                 let table = Tables.events(result.items, resourceVersion: result.resourceVersion, continueToken: result.continueToken)
-                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: table.jsonBytes())))
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: table.jsonBytes() + [0x0A])))
             }
             return Self.listResponse(target.kind, result)
         case (.get, let name?):
@@ -464,17 +464,19 @@ struct APIServer: HTTPResponder {
         }
     }
 
+    /// kube-apiserver writes JSON with Go's `json.Encoder.Encode`, which ends the document with a
+    /// newline (apimachinery `pkg/runtime/serializer/json/json.go`); clients comparing bodies see it.
     static func json(_ value: JSONValue, status: Int = 200) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        let bytes = value.jsonBytes()
+        let bytes = value.jsonBytes() + [0x0A]
         return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     static func rawJSON(_ bytes: [UInt8], status: Int = 200) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes + [0x0A])))
     }
 
     static func text(_ s: String) -> Response {
@@ -487,7 +489,7 @@ struct APIServer: HTTPResponder {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         if let r = e.retryAfterSeconds { headers[.retryAfter] = String(r) }
-        let bytes = StatusEncoding.encode(e.status, continueToken: e.listContinue)
+        let bytes = StatusEncoding.encode(e.status, continueToken: e.listContinue) + [0x0A]
         return Response(status: .init(code: e.httpCode), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

@@ -421,7 +421,8 @@ actor ObjectStore {
     /// worded with the Kind) and `store.go` `(*Store).Delete`: an object with finalizers is
     /// only marked (`markAsDeleting`: deletionTimestamp, `deletionGracePeriodSeconds: 0`,
     /// generation + 1) and returned; otherwise it is removed and the answer is the object for
-    /// stores with `ReturnDeletedObject` (pods, service accounts) and a success Status otherwise.
+    /// stores with `ReturnDeletedObject` (pods, service accounts, services; namespaces answer
+    /// themselves too) and a success Status otherwise.
     func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?, dryRun: Bool = false) throws(APIError) -> DeleteResult {
         let store = storage(kind)
         let key = ObjectKey(namespace: namespace ?? "", name: name)
@@ -456,7 +457,7 @@ actor ObjectStore {
             _ = commit("DELETED", store, key, obj, remove: true)
             if store == .customResourceDefinition { dropCustomResources(of: .object(obj)) }
         }
-        if kind == .pod || kind == .serviceAccount { return .object(view(.object(obj), as: kind)) }
+        if [ResourceKind.pod, .serviceAccount, .service, .namespace].contains(kind) { return .object(view(.object(obj), as: kind)) }
         return .success(Status(status: "Success", message: nil, reason: nil,
                                details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural, uid: uid), code: nil))
     }

@@ -1,6 +1,40 @@
 import Foundation
 import KubeClient
 
+/// The merge keys of the built-in types' lists: `patchMergeKey` for strategic merge patches
+/// and the first `listMapKey` for server-side apply (k8s.io/api `core/v1/types.go`:
+/// containers, volumes and pull secrets by `name`, container ports by `containerPort`,
+/// Service ports by `port`, env by `name`, volume mounts by `mountPath`, conditions by
+/// `type`, owner references by `uid`). Pod templates (`spec.template.spec`) have the Pod's.
+enum ListKeys {
+    static func key(kind: String, path: [String]) -> String? {
+        guard let last = path.last else { return nil }
+        let parent = Array(path.dropLast())
+        if last == "ownerReferences" && parent.last == "metadata" { return "uid" }
+        func isPodSpec(_ p: [String]) -> Bool { (kind == "Pod" && p == ["spec"]) || (p.count >= 2 && Array(p.suffix(2)) == ["template", "spec"]) }
+        if isPodSpec(parent) {
+            switch last {
+            case "containers", "initContainers", "ephemeralContainers", "volumes", "imagePullSecrets", "resourceClaims", "schedulingGates": return "name"
+            case "hostAliases": return "ip"
+            default: break
+            }
+        }
+        if let container = parent.last, ["containers", "initContainers", "ephemeralContainers"].contains(container), isPodSpec(Array(parent.dropLast())) {
+            switch last {
+            case "ports": return "containerPort"
+            case "env", "resizePolicy": return "name"
+            case "volumeMounts": return "mountPath"
+            case "volumeDevices": return "devicePath"
+            default: break
+            }
+        }
+        if kind == "Service" && path == ["spec", "ports"] { return "port" }
+        if kind == "ServiceAccount" && path == ["secrets"] { return "name" }
+        if last == "conditions" && parent == ["status"] && ["Pod", "Node", "Deployment", "ReplicaSet", "Namespace"].contains(kind) { return "type" }
+        return nil
+    }
+}
+
 /// The three PATCH flavours, applied to a stored object.
 enum Patching {
     static let applyYAML = "application/apply-patch+yaml"
@@ -41,45 +75,78 @@ enum Patching {
         return .object(t)
     }
 
-    /// Lists merged by key, per the built-in types' `patchMergeKey` tags.
-    /// `ServiceAccount.imagePullSecrets` has none, so it is replaced whole, as on a real server.
-    static let mergeKeys: [String: String] = [
-        "ServiceAccount:secrets": "name",
-        "Pod:spec.imagePullSecrets": "name",
-        "Pod:spec.containers": "name",
-        "Pod:spec.initContainers": "name",
-        "Pod:spec.volumes": "name",
-        "Pod:metadata.ownerReferences": "uid",
-        "*:metadata.ownerReferences": "uid",
-    ]
-
+    /// Strategic merge (k8s.io/apimachinery `pkg/util/strategicpatch/patch.go`): maps merge,
+    /// lists with a `patchMergeKey` merge item by item (`ListKeys`), other lists are replaced,
+    /// `finalizers` merge as a set, and the directives `$patch` (replace, delete),
+    /// `$retainKeys`, `$deleteFromPrimitiveList/…` and `$setElementOrder/…` (order only,
+    /// not kept) are honoured and never stored. `ServiceAccount.imagePullSecrets` has no merge
+    /// key, so it is replaced whole, as on a real server.
     static func strategicMerge(_ target: JSONValue, _ patch: JSONValue, path: [String], kind: ResourceKind) -> JSONValue {
-        guard case .object(let p) = patch else { return patch }
+        guard case .object(var p) = patch else { return patch }
+        switch p.removeValue(forKey: "$patch")?.stringValue {
+        case "replace"?: return stripDirectives(.object(p))
+        case "delete"?: return .null
+        default: break
+        }
         var t = target.objectValue ?? [:]
+        let retain = p.removeValue(forKey: "$retainKeys")?.arrayValue?.compactMap(\.stringValue)
         for (k, v) in p {
+            if k.hasPrefix("$setElementOrder/") { continue }
+            if k.hasPrefix("$deleteFromPrimitiveList/") {
+                let field = String(k.dropFirst("$deleteFromPrimitiveList/".count))
+                let gone = v.arrayValue ?? []
+                if let list = t[field]?.arrayValue { t[field] = .array(list.filter { !gone.contains($0) }) }
+                continue
+            }
             let childPath = path + [k]
-            let dotted = childPath.joined(separator: ".")
             if v == .null { t[k] = nil; continue }
-            if case .array(let items) = v, let mergeKey = mergeKeys["\(kind.kind):\(dotted)"] ?? mergeKeys["*:\(dotted)"],
-               case .array(var existing)? = t[k] {
-                for item in items {
-                    let id = item[mergeKey]
-                    if item["$patch"]?.stringValue == "delete" {
-                        existing.removeAll { $0[mergeKey] == id }
-                    } else if let i = existing.firstIndex(where: { $0[mergeKey] == id && id != nil }) {
-                        existing[i] = strategicMerge(existing[i], item, path: childPath, kind: kind)
-                    } else {
-                        existing.append(item)
+            if case .array(let items) = v {
+                if let mergeKey = ListKeys.key(kind: kind.kind, path: childPath) {
+                    if items.contains(where: { $0["$patch"]?.stringValue == "replace" }) {
+                        t[k] = .array(items.filter { $0["$patch"] == nil }.map(stripDirectives))
+                        continue
                     }
+                    var existing = t[k]?.arrayValue ?? []
+                    for item in items {
+                        let id = item[mergeKey]
+                        if item["$patch"]?.stringValue == "delete" {
+                            existing.removeAll { $0[mergeKey] == id }
+                        } else if let i = existing.firstIndex(where: { $0[mergeKey] == id && id != nil }) {
+                            existing[i] = strategicMerge(existing[i], item, path: childPath, kind: kind)
+                        } else {
+                            existing.append(stripDirectives(item))
+                        }
+                    }
+                    t[k] = .array(existing)
+                } else if childPath == ["metadata", "finalizers"] {
+                    // `patchStrategy:"merge"` on a list of strings: a set union.
+                    var existing = t[k]?.arrayValue ?? []
+                    for item in items where !existing.contains(item) { existing.append(item) }
+                    t[k] = .array(existing)
+                } else {
+                    t[k] = .array(items.map(stripDirectives))
                 }
-                t[k] = .array(existing)
             } else if case .object = v {
-                t[k] = strategicMerge(t[k] ?? .null, v, path: childPath, kind: kind)
+                let merged = strategicMerge(t[k] ?? .null, v, path: childPath, kind: kind)
+                t[k] = merged == .null ? nil : merged
             } else {
                 t[k] = v
             }
         }
+        if let retain { t = t.filter { retain.contains($0.key) } }
         return .object(t)
+    }
+
+    /// A patch value stored as data: its directives removed.
+    static func stripDirectives(_ v: JSONValue) -> JSONValue {
+        switch v {
+        case .object(let o):
+            var out: [String: JSONValue] = [:]
+            for (k, child) in o where !k.hasPrefix("$") { out[k] = stripDirectives(child) }
+            return .object(out)
+        case .array(let a): return .array(a.map(stripDirectives))
+        default: return v
+        }
     }
 
     // MARK: RFC 6902

@@ -29,6 +29,7 @@ enum ManagedFields {
     /// The leaves of an object that ownership is tracked for.
     static func leaves(_ obj: JSONValue, subresource: String? = nil) -> Set<FieldPath> {
         guard var o = obj.objectValue else { return [] }
+        let kind = o["kind"]?.stringValue ?? ""
         o["apiVersion"] = nil
         o["kind"] = nil
         if var meta = o["metadata"]?.objectValue {
@@ -37,28 +38,43 @@ enum ManagedFields {
         }
         if subresource == "status" { o = o["status"].map { ["status": $0] } ?? [:] }
         var out = Set<FieldPath>()
-        collect(.object(o), [], &out)
+        collect(.object(o), [], [], kind: kind, &out)
         return out
     }
 
-    private static func collect(_ v: JSONValue, _ prefix: FieldPath, _ out: inout Set<FieldPath>) {
+    /// A list's items are keyed by the type's list-map key (`ListKeys`), or by `name` when every
+    /// item has one (custom resources); other lists are one atomic field.
+    private static func collect(_ v: JSONValue, _ prefix: FieldPath, _ plain: [String], kind: String, _ out: inout Set<FieldPath>) {
         switch v {
         case .object(let o) where !o.isEmpty:
-            for (k, child) in o { collect(child, prefix + ["f:" + k], &out) }
-        case .array(let a) where !a.isEmpty && a.allSatisfy({ $0["name"]?.stringValue != nil }):
-            for item in a { collect(item, prefix + [key(item["name"]!.stringValue!)], &out) }
+            for (k, child) in o { collect(child, prefix + ["f:" + k], plain + [k], kind: kind, &out) }
+        case .array(let a) where !a.isEmpty:
+            let key = ListKeys.key(kind: kind, path: plain) ?? (a.allSatisfy { $0["name"]?.stringValue != nil } ? "name" : nil)
+            if let key, a.allSatisfy({ $0[key] != nil }) {
+                for item in a { collect(item, prefix + [token(key, item[key]!)], plain, kind: kind, &out) }
+            } else if !prefix.isEmpty {
+                out.insert(prefix)
+            }
         default:
             if !prefix.isEmpty { out.insert(prefix) }
         }
     }
 
-    static func key(_ name: String) -> String { "k:" + String(decoding: JSONValue.object(["name": .string(name)]).jsonBytes(), as: UTF8.self) }
+    /// `k:{"name":"web"}`: a list item by its key.
+    static func token(_ field: String, _ value: JSONValue) -> String {
+        "k:" + String(decoding: JSONValue.object([field: value]).jsonBytes(), as: UTF8.self)
+    }
+
+    static func itemKey(_ token: String) -> (field: String, value: JSONValue)? {
+        guard token.hasPrefix("k:"), let json = try? JSONValue.parse(Array(token.dropFirst(2).utf8)), let (f, v) = json.objectValue?.first else { return nil }
+        return (f, v)
+    }
 
     /// The value at a path, nil when absent.
     static func value(_ v: JSONValue, _ path: ArraySlice<String>) -> JSONValue? {
         guard let first = path.first else { return v }
         if first.hasPrefix("f:") { return v[String(first.dropFirst(2))].flatMap { value($0, path.dropFirst()) } }
-        guard let name = keyName(first), let item = v.arrayValue?.first(where: { $0["name"]?.stringValue == name }) else { return nil }
+        guard let key = itemKey(first), let item = v.arrayValue?.first(where: { $0[key.field] == key.value }) else { return nil }
         return value(item, path.dropFirst())
     }
 
@@ -70,12 +86,12 @@ enum ManagedFields {
             o[k] = set(o[k] ?? .null, path.dropFirst(), newValue)
             return .object(o)
         }
-        guard let name = keyName(first) else { return v }
+        guard let key = itemKey(first) else { return v }
         var a = v.arrayValue ?? []
-        if let i = a.firstIndex(where: { $0["name"]?.stringValue == name }) {
+        if let i = a.firstIndex(where: { $0[key.field] == key.value }) {
             a[i] = set(a[i], path.dropFirst(), newValue)
         } else {
-            a.append(set(.object(["name": .string(name)]), path.dropFirst(), newValue))
+            a.append(set(.object([key.field: key.value]), path.dropFirst(), newValue))
         }
         return .array(a)
     }
@@ -92,22 +108,21 @@ enum ManagedFields {
             }
             return .object(o)
         }
-        guard let name = keyName(first), var a = v.arrayValue, let i = a.firstIndex(where: { $0["name"]?.stringValue == name }) else { return v }
+        guard let key = itemKey(first), var a = v.arrayValue, let i = a.firstIndex(where: { $0[key.field] == key.value }) else { return v }
         if path.count == 1 { a.remove(at: i) } else {
             let pruned = remove(a[i], path.dropFirst())
-            if pruned.objectValue.map({ $0.keys.allSatisfy { $0 == "name" } }) == true { a.remove(at: i) } else { a[i] = pruned }
+            if pruned.objectValue.map({ $0.keys.allSatisfy { $0 == key.field } }) == true { a.remove(at: i) } else { a[i] = pruned }
         }
         return .array(a)
     }
 
-    static func keyName(_ token: String) -> String? {
-        guard token.hasPrefix("k:"), let json = try? JSONValue.parse(Array(token.dropFirst(2).utf8)) else { return nil }
-        return json["name"]?.stringValue
-    }
-
     /// `.spec.containers[name="web"].image`, as structured-merge-diff prints a path.
     static func describe(_ path: FieldPath) -> String {
-        path.map { t in t.hasPrefix("f:") ? "." + t.dropFirst(2) : "[name=\"\(keyName(t) ?? "")\"]" }.joined()
+        path.map { t in
+            guard !t.hasPrefix("f:") else { return "." + t.dropFirst(2) }
+            guard let key = itemKey(t) else { return t }
+            return "[\(key.field)=" + String(decoding: key.value.jsonBytes(), as: UTF8.self) + "]"
+        }.joined()
     }
 
     // MARK: encoding

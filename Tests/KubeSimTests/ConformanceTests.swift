@@ -198,7 +198,7 @@ enum ConformanceTable {
             check: { c in
                 let a = try await c.call("GET", cms, [("resourceVersion", "0"), ("resourceVersionMatch", "Exact")])
                 #expect(a.status == 422)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"ListOptions","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"","field":"resourceVersionMatch"}]},"code":422}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"ListOptions","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"","field":"resourceVersionMatch"}]},"code":422}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "sendInitialEvents without resourceVersionMatch=NotOlderThan is 422 with details.causes",
@@ -206,7 +206,7 @@ enum ConformanceTable {
             check: { c in
                 let a = try await c.call("GET", cms, [("watch", "1"), ("sendInitialEvents", "true")])
                 #expect(a.status == 422)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"ListOptions","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan","field":"resourceVersionMatch"}]},"code":422}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan","reason":"Invalid","details":{"group":"meta.k8s.io","kind":"ListOptions","causes":[{"reason":"FieldValueForbidden","message":"Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan","field":"resourceVersionMatch"}]},"code":422}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "several option errors are aggregated in one 422",
@@ -280,7 +280,7 @@ enum ConformanceTable {
                 await c.cluster.compactHistory()
                 let a = try await c.call("GET", cms, [("resourceVersion", String(rv)), ("resourceVersionMatch", "Exact")])
                 #expect(a.status == 410)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"The resourceVersion for the provided list is too old.","reason":"Expired","code":410}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"The resourceVersion for the provided list is too old.","reason":"Expired","code":410}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "an expired continue token is 410 with a fresh token in the Status's metadata",
@@ -304,7 +304,7 @@ enum ConformanceTable {
                 let a = try await c.call("GET", cms, [("resourceVersion", String(now + 100))])
                 #expect(a.status == 504)
                 #expect(a.head.header("Retry-After") == "1")
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Timeout: Too large resource version: \#(now + 100), current: \#(now)","reason":"Timeout","details":{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1},"code":504}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Timeout: Too large resource version: \#(now + 100), current: \#(now)","reason":"Timeout","details":{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1},"code":504}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "LIST from a resourceVersion just ahead succeeds once the store catches up",
@@ -341,9 +341,9 @@ enum ConformanceTable {
             source: "apimachinery pkg/apis/meta/v1/types.go Status; pkg/api/errors/errors.go NewNotFound",
             check: { c in
                 let a = try await c.call("GET", "/api/v1/namespaces/default/secrets/missing")
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"secrets \"missing\" not found","reason":"NotFound","details":{"name":"missing","kind":"secrets"},"code":404}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"secrets \"missing\" not found","reason":"NotFound","details":{"name":"missing","kind":"secrets"},"code":404}"# + "\n")
                 let b = try await c.call("GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles/missing")
-                #expect(b.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"roles.rbac.authorization.k8s.io \"missing\" not found","reason":"NotFound","details":{"name":"missing","group":"rbac.authorization.k8s.io","kind":"roles"},"code":404}"#)
+                #expect(b.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"roles.rbac.authorization.k8s.io \"missing\" not found","reason":"NotFound","details":{"name":"missing","group":"rbac.authorization.k8s.io","kind":"roles"},"code":404}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "dryRun=All answers as if done: 201 with uid, no resourceVersion, nothing stored",
@@ -390,7 +390,7 @@ enum ConformanceTable {
                 let rv = s.metadata.resourceVersion ?? ""
                 let a = try await c.call("DELETE", "/api/v1/namespaces/default/secrets/x", body: #"{"preconditions":{"resourceVersion":"1"}}"#)
                 #expect(a.status == 409)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation cannot be fulfilled on Secret \"x\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record (\#(rv)). The object might have been modified","reason":"Conflict","details":{"name":"x","kind":"Secret"},"code":409}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Operation cannot be fulfilled on Secret \"x\": the ResourceVersion in the precondition (1) does not match the ResourceVersion in record (\#(rv)). The object might have been modified","reason":"Conflict","details":{"name":"x","kind":"Secret"},"code":409}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "deleting a Secret answers a success Status; a Pod or ServiceAccount answers the object",
@@ -398,7 +398,7 @@ enum ConformanceTable {
             check: { c in
                 let s = try await c.admin.create(Secret(metadata: ObjectMeta(name: "gone", namespace: "default")))
                 let a = try await c.call("DELETE", "/api/v1/namespaces/default/secrets/gone")
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"gone","kind":"secrets","uid":"\#(s.metadata.uid ?? "")"}}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":{"name":"gone","kind":"secrets","uid":"\#(s.metadata.uid ?? "")"}}"# + "\n")
                 _ = try await c.admin.create(ServiceAccount(metadata: ObjectMeta(name: "sa", namespace: "default")))
                 let b = try await c.call("DELETE", "/api/v1/namespaces/default/serviceaccounts/sa")
                 #expect(b.json["kind"] == .string("ServiceAccount"))
@@ -424,7 +424,7 @@ enum ConformanceTable {
                 let a = try await c.call("PATCH", "\(cms)/p", body: #"[{"op":"test","path":"/metadata/resourceVersion","value":"1"},{"op":"replace","path":"/data/k","value":"x"}]"#,
                                          contentType: "application/json-patch+json")
                 #expect(a.status == 422)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server rejected our request due to an error in our request","reason":"Invalid","details":{},"code":422}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server rejected our request due to an error in our request","reason":"Invalid","details":{},"code":422}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "a body of another kind cannot be handled as the endpoint's kind",
@@ -432,7 +432,7 @@ enum ConformanceTable {
             check: { c in
                 let a = try await c.call("POST", "/api/v1/namespaces/default/secrets", body: #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#)
                 #expect(a.status == 400)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ConfigMap in version \"v1\" cannot be handled as a Secret: converting (v1.ConfigMap) to (core.Secret): unknown conversion","reason":"BadRequest","code":400}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"ConfigMap in version \"v1\" cannot be handled as a Secret: converting (v1.ConfigMap) to (core.Secret): unknown conversion","reason":"BadRequest","code":400}"# + "\n")
             }),
         ConformanceRow(
             behaviour: "MicroTime fields (Lease renewTime, Event eventTime) take exactly six fractional digits",
@@ -480,6 +480,45 @@ enum ConformanceTable {
                 #expect(missing.status == 422 && missing.json["message"] == .string(#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#))
             }),
         ConformanceRow(
+            behaviour: "JSON bodies end with a newline",
+            source: "apimachinery pkg/runtime/serializer/json/json.go Serializer.Encode (json.Encoder.Encode)",
+            check: { c in
+                let list = try await c.call("GET", cms)
+                let missing = try await c.call("GET", "\(cms)/missing")
+                #expect(list.text.hasSuffix("]}\n") && missing.text.hasSuffix("}\n"))
+            }),
+        ConformanceRow(
+            behaviour: "strategic merge patches merge keyed lists (Service ports by port, container ports by containerPort) and keep no directives",
+            source: "apimachinery pkg/util/strategicpatch/patch.go; k8s.io/api core/v1 types.go patchMergeKey tags",
+            check: { c in
+                _ = try await c.call("POST", "/api/v1/namespaces/default/services", body: #"{"metadata":{"name":"s"},"spec":{"ports":[{"name":"a","port":80}]}}"#)
+                let svc = try await c.call("PATCH", "/api/v1/namespaces/default/services/s", body: #"{"spec":{"$setElementOrder/ports":[{"port":80},{"port":81}],"ports":[{"name":"b","port":81}]}}"#,
+                                           contentType: "application/strategic-merge-patch+json")
+                #expect(svc.json["spec"]?["ports"]?.arrayValue?.map { $0["port"] } == [.int(80), .int(81)])
+                #expect(!svc.text.contains("$setElementOrder"))
+                _ = try await c.call("POST", pods, body: #"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx","ports":[{"containerPort":80}]}]}}"#)
+                let pod = try await c.call("PATCH", "\(pods)/p", body: #"{"metadata":{"labels":{"x":"1"},"finalizers":["a/b"]}}"#, contentType: "application/strategic-merge-patch+json")
+                #expect(pod.json["metadata"]?["finalizers"] == parse(#"["a/b"]"#))
+                let deleted = try await c.call("DELETE", "/api/v1/namespaces/default/services/s")
+                #expect(deleted.json["kind"] == .string("Service"), "services/storage sets ReturnDeletedObject")
+            }),
+        ConformanceRow(
+            behaviour: "re-applying an unchanged Deployment server-side is no conflict, defaulted fields included",
+            source: "apimachinery pkg/util/managedfields (listMapKeys: container ports by containerPort)",
+            check: { c in
+                let path = "/apis/apps/v1/namespaces/default/deployments/web"
+                let doc = #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"nginx","image":"nginx:1.27","ports":[{"containerPort":80}]}]}}}}"#
+                let first = try await c.call("PATCH", path, [("fieldManager", "python-client")], body: doc, contentType: "application/apply-patch+yaml")
+                #expect(first.status == 201, "\(first.text)")
+                let again = try await c.call("PATCH", path, [("fieldManager", "python-client")], body: doc, contentType: "application/apply-patch+yaml")
+                #expect(again.status == 200, "\(again.text)")
+                #expect(again.json["metadata"]?["generation"] == .int(1))
+                let other = try await c.call("PATCH", path, [("fieldManager", "someone-else")], body: doc.replacingOccurrences(of: "nginx:1.27", with: "nginx:1.28"),
+                                             contentType: "application/apply-patch+yaml")
+                #expect(other.status == 409)
+                #expect(other.json["message"] == .string(#"Apply failed with 1 conflict: conflict with "python-client": .spec.template.spec.containers[name="nginx"].image"#))
+            }),
+        ConformanceRow(
             behaviour: "server-side apply refuses to change another manager's field unless forced",
             source: "apimachinery pkg/util/managedfields/internal/conflict.go NewConflictError",
             check: { c in
@@ -487,7 +526,7 @@ enum ConformanceTable {
                 let doc = #"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"owned"},"data":{"k":"theirs"}}"#
                 let a = try await c.call("PATCH", "\(cms)/owned", [("fieldManager", "applier")], body: doc, contentType: "application/apply-patch+yaml")
                 #expect(a.status == 409)
-                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Apply failed with 1 conflict: conflict with \"editor\" using v1: .data.k","reason":"Conflict","details":{"causes":[{"reason":"FieldManagerConflict","message":"conflict with \"editor\" using v1","field":".data.k"}]},"code":409}"#)
+                #expect(a.text == #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Apply failed with 1 conflict: conflict with \"editor\" using v1: .data.k","reason":"Conflict","details":{"causes":[{"reason":"FieldManagerConflict","message":"conflict with \"editor\" using v1","field":".data.k"}]},"code":409}"# + "\n")
                 let forced = try await c.call("PATCH", "\(cms)/owned", [("fieldManager", "applier"), ("force", "true")], body: doc, contentType: "application/apply-patch+yaml")
                 #expect(forced.status == 200 && forced.json["data"]?["k"] == .string("theirs"))
                 let nonApplyForce = try await c.call("PATCH", "\(cms)/owned", [("force", "true")], body: "{}", contentType: "application/merge-patch+json")
