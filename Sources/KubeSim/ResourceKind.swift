@@ -32,6 +32,9 @@ public struct ResourceKind: Sendable, Hashable {
     public static let all: [ResourceKind] = [
         ResourceKind(group: "", version: "v1", plural: "namespaces", singular: "namespace", kind: "Namespace", namespaced: false, shortNames: ["ns"]),
         ResourceKind(group: "", version: "v1", plural: "secrets", singular: "secret", kind: "Secret", namespaced: true),
+        // Served and stored, but the devcluster has no node of its own: a list is empty until a
+        // client registers one (as a kubelet would).
+        ResourceKind(group: "", version: "v1", plural: "nodes", singular: "node", kind: "Node", namespaced: false, shortNames: ["no"], statusSubresource: true),
         ResourceKind(group: "", version: "v1", plural: "serviceaccounts", singular: "serviceaccount", kind: "ServiceAccount", namespaced: true, shortNames: ["sa"]),
         ResourceKind(group: "", version: "v1", plural: "pods", singular: "pod", kind: "Pod", namespaced: true, shortNames: ["po"], statusSubresource: true),
         ResourceKind(group: "", version: "v1", plural: "configmaps", singular: "configmap", kind: "ConfigMap", namespaced: true, shortNames: ["cm"]),

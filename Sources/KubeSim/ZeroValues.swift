@@ -17,6 +17,9 @@ public enum ZeroValue {
     static let bodies: [String: String] = [
         // core/v1 types.go: PodSpec.Containers `json:"containers"`; PodStatus is a struct.
         "v1 Pod": #""spec":{"containers":null},"status":{}"#,
+        // NodeStatus.DaemonEndpoints and NodeInfo are structs; DaemonEndpoint.Port is
+        // `json:"Port"` and NodeSystemInfo's strings have no omitempty.
+        "v1 Node": #""spec":{},"status":{"daemonEndpoints":{"kubeletEndpoint":{"Port":0}},"nodeInfo":{"machineID":"","systemUUID":"","bootID":"","kernelVersion":"","osImage":"","containerRuntimeVersion":"","kubeletVersion":"","kubeProxyVersion":"","operatingSystem":"","architecture":""}}"#,
         // NamespaceSpec and NamespaceStatus: structs, every field omitempty.
         "v1 Namespace": #""spec":{},"status":{}"#,
         // ServiceStatus.LoadBalancer `json:"loadBalancer,omitempty"` is a struct.

@@ -93,3 +93,16 @@ import Testing
         #expect(JWT.expiry(of: "\(seg("{}")).\(seg(#"{"sub":"x"}"#)).s") == nil)
     }
 }
+
+/// `metav1.MicroTime` on the wire: kube-apiserver's layout wants exactly six fractional digits.
+@Suite struct MicroTimeTests {
+    @Test func microTimesHaveSixFractionalDigitsAndReadBack() {
+        let d = Date(timeIntervalSince1970: 1_796_000_000.123456)
+        let text = RFC3339.formatMicro(d)
+        #expect(text == "2026-11-30T00:53:20.123456Z")
+        #expect(RFC3339.isMicroTime(text))
+        #expect(!RFC3339.isMicroTime(RFC3339.format(d, fractional: true)), "milliseconds are refused by the server")
+        #expect(abs((RFC3339.parse(text)?.timeIntervalSince1970 ?? 0) - d.timeIntervalSince1970) < 0.001)
+        #expect(RFC3339.formatMicro(Date(timeIntervalSince1970: 1_796_000_000)) == "2026-11-30T00:53:20.000000Z")
+    }
+}
