@@ -65,8 +65,10 @@ struct APIError: Error, Sendable {
 
     static let unauthorized = APIError(401, "Unauthorized", "Unauthorized")
 
+    /// genericapiserver's not-found handler: `NewGenericServerResponse(404, …)`, whose details
+    /// are present and empty.
     static func pathNotFound(_ path: String) -> APIError {
-        APIError(404, "NotFound", "the server could not find the requested resource")
+        APIError(404, "NotFound", "the server could not find the requested resource", details: .init())
     }
 }
 

@@ -5,7 +5,9 @@ import KubeClient
 struct ObjectKey: Hashable, Comparable, Sendable {
     var namespace: String
     var name: String
-    static func < (a: ObjectKey, b: ObjectKey) -> Bool { (a.namespace, a.name) < (b.namespace, b.name) }
+    /// etcd's order: the bytes of `namespace/name` (so `a-b/x` sorts before `a/y`).
+    static func < (a: ObjectKey, b: ObjectKey) -> Bool { a.path.utf8.lexicographicallyPrecedes(b.path.utf8) }
+    var path: String { namespace.isEmpty ? name : namespace + "/" + name }
 }
 
 /// One change, as a watch would report it.
@@ -154,13 +156,13 @@ actor ObjectStore {
             if let rv = options.resourceVersion, !rv.isEmpty, rv != "0" {
                 throw APIError.badRequest("specifying resource version is not allowed when using continue")
             }
-            let decoded = try ContinueToken.decode(token)
+            let decoded = try ContinueToken.decode(token, namespace: namespace)
             after = decoded.after
             if decoded.resourceVersion > 0 {
                 exactRV = decoded.resourceVersion
                 if decoded.resourceVersion < historyStart {
                     var e = APIError(410, "Expired", ContinueToken.inconsistentMessage)
-                    e.listContinue = ContinueToken.encode(after: decoded.after, resourceVersion: -1)
+                    e.listContinue = ContinueToken.encode(after: decoded.after, namespace: namespace, resourceVersion: -1)
                     throw e
                 }
             }
@@ -181,7 +183,9 @@ actor ObjectStore {
                 guard await waitForResourceVersion(rv) else { throw APIError.tooLargeResourceVersion(rv, current: max(current, resourceVersion), retryAfter: 1) }
             }
         }
-        let limit = options.resourceVersion == "0" ? nil : options.limit
+        // `computeListLimit`: the watch cache ignores `limit` for rv=0; a continued list is
+        // read from storage, which honours it.
+        let limit = options.resourceVersion == "0" && options.continueToken == nil ? nil : options.limit
         let listRV = exactRV ?? resourceVersion
         let state: [ObjectKey: JSONValue] = exactRV.map { snapshot(store, at: $0) } ?? (objects[store] ?? [:])
         let all = state
@@ -192,7 +196,7 @@ actor ObjectStore {
         }
         if let limit, all.count > limit {
             let page = all.prefix(limit)
-            let token = ContinueToken.encode(after: page.last!.key, resourceVersion: listRV)
+            let token = ContinueToken.encode(after: page.last!.key, namespace: namespace, resourceVersion: listRV)
             // `remainingItemCount` only without selectors (`PrepareContinueToken`).
             return ListResult(items: page.map(encode), resourceVersion: listRV, continueToken: token,
                               remaining: selector.isEmpty ? all.count - limit : nil)
@@ -286,7 +290,7 @@ actor ObjectStore {
         obj["metadata"] = .object(meta)
         obj["apiVersion"] = .string(kind.apiVersion)
         obj["kind"] = .string(kind.kind)
-        if store == .coreEvent { obj["apiVersion"] = .string("v1") }
+        if store == .coreEvent || kind.custom { obj["apiVersion"] = .string(store.apiVersion) }
         if kind.statusSubresource && !kind.custom { obj["status"] = nil }
         if kind.custom {
             if kind.generation { Strategy.setMeta(&obj, "generation", .int(1)) }
@@ -457,7 +461,15 @@ actor ObjectStore {
             _ = commit("DELETED", store, key, obj, remove: true)
             if store == .customResourceDefinition { dropCustomResources(of: .object(obj)) }
         }
-        if [ResourceKind.pod, .serviceAccount, .service, .namespace].contains(kind) { return .object(view(.object(obj), as: kind)) }
+        if kind == .namespace {
+            // Removed at once here (no namespace controller); the answer is what a real server
+            // answers while it finalizes: the namespace Terminating.
+            var answer = obj
+            Strategy.setMeta(&answer, "deletionTimestamp", .string(RFC3339.format(now())))
+            answer["status"] = .object(["phase": .string("Terminating")])
+            return .object(.object(answer))
+        }
+        if [ResourceKind.pod, .serviceAccount, .service].contains(kind) { return .object(view(.object(obj), as: kind)) }
         return .success(Status(status: "Success", message: nil, reason: nil,
                                details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural, uid: uid), code: nil))
     }
@@ -513,10 +525,10 @@ actor ObjectStore {
             initial = current()
             after = resourceVersion
             if bookmarks { initial.append(.bookmark(kind: kind, resourceVersion: resourceVersion, initialEventsEnd: true)) }
-        } else if sendInitial == false {
-            after = Int(rv).map { max($0, 0) } ?? resourceVersion
-            if rv == "" || rv == "0" { after = resourceVersion }
-        } else if rv == "" || rv == "0" {
+        } else if sendInitial == false && (rv == "" || rv == "0") {
+            // No initial events: from now on.
+            after = resourceVersion
+        } else if sendInitial == nil && (rv == "" || rv == "0") {
             initial = current()
             after = resourceVersion
         } else {

@@ -90,8 +90,12 @@ enum Patching {
         }
         var t = target.objectValue ?? [:]
         let retain = p.removeValue(forKey: "$retainKeys")?.arrayValue?.compactMap(\.stringValue)
+        var orders: [String: [JSONValue]] = [:]
         for (k, v) in p {
-            if k.hasPrefix("$setElementOrder/") { continue }
+            if k.hasPrefix("$setElementOrder/") {
+                orders[String(k.dropFirst("$setElementOrder/".count))] = v.arrayValue ?? []
+                continue
+            }
             if k.hasPrefix("$deleteFromPrimitiveList/") {
                 let field = String(k.dropFirst("$deleteFromPrimitiveList/".count))
                 let gone = v.arrayValue ?? []
@@ -132,6 +136,14 @@ enum Patching {
             } else {
                 t[k] = v
             }
+        }
+        // `$setElementOrder/<list>`: the patched list's items in the order the client has them
+        // (an env var inserted near the top stays there); items the client does not list follow.
+        for (field, order) in orders {
+            guard let key = ListKeys.key(kind: kind.kind, path: path + [field]), let list = t[field]?.arrayValue else { continue }
+            let wanted = order.compactMap { $0[key] }
+            let listed = wanted.compactMap { id in list.first { $0[key] == id } }
+            t[field] = .array(listed + list.filter { item in !wanted.contains { $0 == item[key] } })
         }
         if let retain { t = t.filter { retain.contains($0.key) } }
         return .object(t)

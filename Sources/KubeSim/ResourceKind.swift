@@ -25,6 +25,18 @@ public struct ResourceKind: Sendable, Hashable {
     /// For a custom kind: this version is the CRD's storage version.
     public var storageVersion = false
 
+    /// A kind is who it is by group, version and resource: a CRD updated with other short
+    /// names or subresources still stores and watches the same objects.
+    public static func == (a: ResourceKind, b: ResourceKind) -> Bool {
+        a.group == b.group && a.version == b.version && a.plural == b.plural
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(group)
+        hasher.combine(version)
+        hasher.combine(plural)
+    }
+
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
     var listKind: String { kind + "List" }
 

@@ -198,11 +198,22 @@ enum ServerSideApply {
     /// The applied configuration: YAML (JSON is YAML), of the endpoint's kind and version,
     /// without managedFields.
     /// A YAML (or JSON) document as JSON.
+    /// sigs.k8s.io/yaml turns YAML into JSON without YAML 1.1 timestamps (a time stays a
+    /// string), and its errors name the line, never quote it (it may hold Secret data).
     static func decodeYAML(_ body: [UInt8]) throws(APIError) -> JSONValue {
         if let json = try? JSONValue.parse(body) { return json }
         let loaded: Any?
-        do { loaded = try Yams.load(yaml: String(decoding: body, as: UTF8.self)) } catch {
-            throw APIError.badRequest("error decoding YAML: \(error)")
+        do { loaded = try Yams.load(yaml: String(decoding: body, as: UTF8.self), Resolver.default.removing(.timestamp)) } catch {
+            var at = ""
+            if let e = error as? YamlError {
+                switch e {
+                case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+                    at = "line \(mark.line), column \(mark.column): \(problem)"
+                default:
+                    at = "the document is not valid YAML"
+                }
+            }
+            throw APIError.badRequest("error decoding YAML: \(at.isEmpty ? "the document is not valid YAML" : at)")
         }
         guard let loaded else { throw APIError.badRequest("error decoding YAML: empty document") }
         return jsonValue(loaded)
@@ -229,7 +240,8 @@ enum ServerSideApply {
         case let i as Int: return .int(i)
         case let d as Double: return .double(d)
         case let s as String: return .string(s)
-        default: return .null
+        case is NSNull: return .null
+        default: return .string("\(any)")
         }
     }
 
@@ -255,6 +267,17 @@ enum ServerSideApply {
             merged = ManagedFields.remove(merged, p[...])
         }
         obj = merged.objectValue ?? obj
+        // A no-op apply writes nothing: the manager's entry, time included, stays as it was
+        // (the managed-fields updater only touches the time when the object changed).
+        var before = current.objectValue ?? [:]
+        var after = obj
+        Strategy.setMeta(&before, "managedFields", nil)
+        Strategy.setMeta(&after, "managedFields", nil)
+        if before == after && previous == paths && conflicts.isEmpty {
+            var unchanged = current.objectValue ?? [:]
+            Strategy.setMeta(&unchanged, "resourceVersion", applied["metadata"]?["resourceVersion"])
+            return .object(unchanged)
+        }
         entries.removeAll { $0.manager == manager && $0.operation == "Apply" }
         entries.append(.init(manager: manager, operation: "Apply", apiVersion: kind.apiVersion, time: time, subresource: nil, fields: paths))
         ManagedFields.write(entries, to: &obj)

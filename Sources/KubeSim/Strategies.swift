@@ -13,7 +13,7 @@ enum Strategy {
         if kind.generation { setMeta(&obj, "generation", .int(1)) }
         switch (kind.group, kind.kind) {
         case ("", "Pod"): try preparePod(&obj)
-        case ("", "Service"): prepareService(&obj)
+        case ("", "Service"): try prepareService(&obj)
         case ("apps", "Deployment"): try prepareDeployment(&obj, replicaSet: false)
         case ("apps", "ReplicaSet"): try prepareDeployment(&obj, replicaSet: true)
         case ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): try prepareAdmissionPolicy(&obj)
@@ -37,7 +37,7 @@ enum Strategy {
         }
         switch (kind.group, kind.kind) {
         case ("", "Pod"): try validatePodUpdate(&obj, old: old)
-        case ("", "Service"): prepareService(&obj, old: old)
+        case ("", "Service"): try prepareService(&obj, old: old)
         case ("apps", "Deployment"): try prepareDeployment(&obj, replicaSet: false)
         case ("apps", "ReplicaSet"): try prepareDeployment(&obj, replicaSet: true)
         case ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): try prepareAdmissionPolicy(&obj)
@@ -70,9 +70,9 @@ enum Strategy {
         meta["managedFields"] = requested["managedFields"]
         switch (kind.group, kind.kind) {
         case ("", "Pod"):
-            meta["labels"] = requested["labels"]
-            meta["annotations"] = requested["annotations"]
-            if merged["status"]?["qosClass"] == nil, let q = old["status"]?["qosClass"] { merged["status"]?["qosClass"] = q }
+            for k in ["labels", "annotations", "finalizers"] { meta[k] = requested[k] }
+            // The QoS class is decided at creation; a status write never changes it.
+            merged["status"]?["qosClass"] = old["status"]?["qosClass"]
         case ("apps", "Deployment"), ("apps", "ReplicaSet"), ("", "Service"):
             meta["annotations"] = requested["annotations"]
             meta["finalizers"] = requested["finalizers"]
@@ -241,14 +241,24 @@ enum Strategy {
     /// REST storage's allocation (pkg/registry/core/service/storage/alloc.go: a cluster IP from
     /// the service CIDR, `ipFamilies: [IPv4]`, `ipFamilyPolicy: SingleStack`). The cluster IP
     /// is immutable once set.
-    static func prepareService(_ obj: inout Object, old: Object? = nil) {
+    static func prepareService(_ obj: inout Object, old: Object? = nil) throws(APIError) {
         var spec = obj["spec"]?.objectValue ?? [:]
         if spec["type"] == nil { spec["type"] = .string("ClusterIP") }
         if spec["sessionAffinity"] == nil { spec["sessionAffinity"] = .string("None") }
         let type = spec["type"]?.stringValue ?? "ClusterIP"
         if type != "ExternalName" {
             if spec["internalTrafficPolicy"] == nil { spec["internalTrafficPolicy"] = .string("Cluster") }
-            if let ip = old?["spec"]?["clusterIP"] { spec["clusterIP"] = ip; spec["clusterIPs"] = old?["spec"]?["clusterIPs"] }
+            if let ip = old?["spec"]?["clusterIP"] {
+                // `ValidateServiceUpdate`: the cluster IPs are immutable once allocated; leaving
+                // them out of an update keeps them.
+                if let asked = spec["clusterIP"], asked != ip, asked != .string("") {
+                    let name = old?["metadata"]?["name"]?.stringValue ?? ""
+                    let ips = (old?["spec"]?["clusterIPs"]?.arrayValue ?? [ip]).compactMap(\.stringValue).map { "\"\($0)\"" }.joined(separator: ", ")
+                    throw APIError.invalid(.service, name, field: "spec.clusterIPs[0]", "Invalid value: []string{\(ips)}: may not change once set")
+                }
+                spec["clusterIP"] = ip
+                spec["clusterIPs"] = old?["spec"]?["clusterIPs"]
+            }
             if spec["clusterIP"] == nil {
                 let ip = nextServiceIP()
                 spec["clusterIP"] = .string(ip)

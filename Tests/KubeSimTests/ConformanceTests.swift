@@ -152,6 +152,16 @@ enum ConformanceTable {
                 #expect(try await w.next() == nil)
             }),
         ConformanceRow(
+            behaviour: "sendInitialEvents=false from a resourceVersion resumes like a plain watch",
+            source: "apiserver pkg/storage/cacher/watch_cache.go getAllEventsSinceLocked (no initial events: the events since N, or 410)",
+            check: { c in
+                let from = try await c.configMap("a")
+                try await c.configMap("b")
+                var w = try await c.watch(cms, [("sendInitialEvents", "false"), ("resourceVersionMatch", "NotOlderThan"), ("resourceVersion", String(from))])
+                let e = try #require(try await w.next())
+                #expect(e.type == "ADDED" && e.object.name == "b")
+            }),
+        ConformanceRow(
             behaviour: "a watch from a compacted resourceVersion gets ERROR 410 Expired in a 200 stream",
             source: "apiserver pkg/storage/cacher/watch_cache.go getAllEventsSinceLocked (too old resource version: %d (%d))",
             check: { c in
@@ -240,7 +250,13 @@ enum ConformanceTable {
                 while token.count % 4 != 0 { token += "=" }
                 let decoded = parse(String(decoding: Data(base64Encoded: token) ?? Data(), as: UTF8.self))
                 #expect(decoded == .object(["v": .string("meta.k8s.io/v1"), "rv": .int(Int(a.json["metadata"]?["resourceVersion"]?.stringValue ?? "") ?? 0),
-                                            "start": .string("default/cm1\u{0}")]))
+                                            "start": .string("cm1\u{0}")]))
+                // Across namespaces the key is `namespace/name`.
+                let all = try await c.call("GET", "/api/v1/configmaps", [("limit", "1")])
+                var allToken = all.json["metadata"]?["continue"]?.stringValue ?? ""
+                allToken = allToken.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                while allToken.count % 4 != 0 { allToken += "=" }
+                #expect(parse(String(decoding: Data(base64Encoded: allToken) ?? Data(), as: UTF8.self))["start"] == .string("default/cm0\u{0}"))
                 let labelled = try await c.call("GET", cms, [("limit", "2"), ("labelSelector", "!missing")])
                 #expect(labelled.json["metadata"]?["remainingItemCount"] == nil && labelled.json["metadata"]?["continue"] != nil)
             }),
@@ -497,6 +513,12 @@ enum ConformanceTable {
                 #expect(svc.json["spec"]?["ports"]?.arrayValue?.map { $0["port"] } == [.int(80), .int(81)])
                 #expect(!svc.text.contains("$setElementOrder"))
                 _ = try await c.call("POST", pods, body: #"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"nginx","ports":[{"containerPort":80}]}]}}"#)
+                let deployments = "/apis/apps/v1/namespaces/default/deployments"
+                _ = try await c.call("POST", deployments, body: #"{"metadata":{"name":"e"},"spec":{"selector":{"matchLabels":{"app":"e"}},"template":{"metadata":{"labels":{"app":"e"}},"spec":{"containers":[{"name":"c","image":"nginx","env":[{"name":"B","value":"2"}]}]}}}}"#)
+                let ordered = try await c.call("PATCH", "\(deployments)/e", body: #"{"spec":{"template":{"spec":{"containers":[{"name":"c","$setElementOrder/env":[{"name":"A"},{"name":"B"}],"env":[{"name":"A","value":"1"}]}]}}}}"#,
+                                               contentType: "application/strategic-merge-patch+json")
+                let env = ordered.json["spec"]?["template"]?["spec"]?["containers"]?.arrayValue?.first?["env"]?.arrayValue
+                #expect(env?.compactMap { $0["name"]?.stringValue } == ["A", "B"], "\(ordered.text)")
                 let pod = try await c.call("PATCH", "\(pods)/p", body: #"{"metadata":{"labels":{"x":"1"},"finalizers":["a/b"]}}"#, contentType: "application/strategic-merge-patch+json")
                 #expect(pod.json["metadata"]?["finalizers"] == parse(#"["a/b"]"#))
                 let deleted = try await c.call("DELETE", "/api/v1/namespaces/default/services/s")
@@ -512,6 +534,7 @@ enum ConformanceTable {
                 #expect(first.status == 201, "\(first.text)")
                 let again = try await c.call("PATCH", path, [("fieldManager", "python-client")], body: doc, contentType: "application/apply-patch+yaml")
                 #expect(again.status == 200, "\(again.text)")
+                #expect(again.json.resourceVersion == first.json.resourceVersion, "a no-op apply writes nothing")
                 #expect(again.json["metadata"]?["generation"] == .int(1))
                 let other = try await c.call("PATCH", path, [("fieldManager", "someone-else")], body: doc.replacingOccurrences(of: "nginx:1.27", with: "nginx:1.28"),
                                              contentType: "application/apply-patch+yaml")
@@ -633,6 +656,9 @@ enum ConformanceTable {
                 #expect(spec?["ipFamilies"] == parse(#"["IPv4"]"#) && spec?["ipFamilyPolicy"] == .string("SingleStack"))
                 #expect(a.json["status"] == parse(#"{"loadBalancer":{}}"#))
                 #expect(a.json["metadata"]?["generation"] == nil)
+                let moved = try await c.call("PATCH", "/api/v1/namespaces/default/services/svc", body: #"{"spec":{"clusterIP":"10.96.200.200"}}"#,
+                                             contentType: "application/merge-patch+json")
+                #expect(moved.status == 422 && moved.json["message"]?.stringValue?.hasSuffix("may not change once set") == true, "\(moved.text)")
             }),
         ConformanceRow(
             behaviour: "ValidatingAdmissionPolicy and binding are stored with their defaults",
@@ -666,6 +692,12 @@ enum ConformanceTable {
                 #expect(w.status == 201 && w.json["metadata"]?["generation"] == .int(1))
                 let list = try await c.call("GET", "/apis/example.com/v1/namespaces/default/widgets")
                 #expect(list.json["kind"] == .string("WidgetList") && list.json["items"]?.arrayValue?.count == 1)
+                // Updating the CRD (a short name, a status subresource) keeps its resources.
+                let updated = try await c.call("PATCH", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+                                               body: #"{"spec":{"names":{"shortNames":["wd"]},"versions":[{"name":"v1","served":true,"storage":true,"subresources":{"status":{}},"schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#,
+                                               contentType: "application/merge-patch+json")
+                #expect(updated.status == 200 && updated.json["metadata"]?["generation"] == .int(2))
+                #expect(try await c.call("GET", "/apis/example.com/v1/namespaces/default/widgets/w").status == 200)
                 _ = try await c.call("DELETE", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
                 #expect(try await c.call("GET", "/apis/example.com/v1/namespaces/default/widgets").status == 404)
             }),
