@@ -761,19 +761,6 @@ private extension Dictionary where Key == String, Value == JSONValue {
     }
 }
 
-extension ResourceKind {
-    static let namespace = find(group: "", version: "v1", plural: "namespaces")!
-    static let secret = find(group: "", version: "v1", plural: "secrets")!
-    static let serviceAccount = find(group: "", version: "v1", plural: "serviceaccounts")!
-    static let pod = find(group: "", version: "v1", plural: "pods")!
-    static let role = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "roles")!
-    static let roleBinding = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings")!
-    static let clusterRole = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles")!
-    static let selfSubjectAccessReview = find(group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews")!
-    /// Only for error messages: TokenRequest is a subresource, not a stored kind.
-    static let tokenRequest = ResourceKind(group: "authentication.k8s.io", version: "v1", plural: "tokenrequests", singular: "tokenrequest", kind: "TokenRequest", namespaced: true)
-    static let clusterRoleBinding = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings")!
-}
 
 // MARK: - RBAC over the stored Roles and bindings
 

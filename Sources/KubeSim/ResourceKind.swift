@@ -112,3 +112,26 @@ extension [ResourceKind] {
         return seen
     }
 }
+
+/// The kinds the code names.
+extension ResourceKind {
+    static let namespace = find(group: "", version: "v1", plural: "namespaces")!
+    static let secret = find(group: "", version: "v1", plural: "secrets")!
+    static let serviceAccount = find(group: "", version: "v1", plural: "serviceaccounts")!
+    static let pod = find(group: "", version: "v1", plural: "pods")!
+    static let role = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "roles")!
+    static let roleBinding = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings")!
+    static let clusterRole = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterroles")!
+    static let selfSubjectAccessReview = find(group: "authorization.k8s.io", version: "v1", plural: "selfsubjectaccessreviews")!
+    /// Only for error messages: TokenRequest is a subresource, not a stored kind.
+    static let tokenRequest = ResourceKind(group: "authentication.k8s.io", version: "v1", plural: "tokenrequests", singular: "tokenrequest", kind: "TokenRequest", namespaced: true)
+    static let clusterRoleBinding = find(group: "rbac.authorization.k8s.io", version: "v1", plural: "clusterrolebindings")!
+    static let deployment = find(group: "apps", version: "v1", plural: "deployments")!
+    static let replicaSet = find(group: "apps", version: "v1", plural: "replicasets")!
+    static let service = find(group: "", version: "v1", plural: "services")!
+    static let coreEvent = find(group: "", version: "v1", plural: "events")!
+    static let eventsV1Event = find(group: "events.k8s.io", version: "v1", plural: "events")!
+    static let validatingAdmissionPolicy = find(group: "admissionregistration.k8s.io", version: "v1", plural: "validatingadmissionpolicies")!
+    static let validatingAdmissionPolicyBinding = find(group: "admissionregistration.k8s.io", version: "v1", plural: "validatingadmissionpolicybindings")!
+    static let customResourceDefinition = find(group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions")!
+}

@@ -1,5 +1,6 @@
 import Foundation
 import KubeClient
+import Synchronization
 
 /// What each kind's registry strategy does on create and update, as kubernetes/pkg/registry
 /// and the defaulters in kubernetes/pkg/apis/<group>/v1/defaults.go do it. Objects arrive
@@ -412,29 +413,9 @@ enum Strategy {
 
 /// Sequential cluster IPs, process-wide (devclusters in one test process never share a Service).
 final class ServiceIPs: Sendable {
-    private let counter = Mutex2(2)
+    private let counter = Mutex(2)
     func next() -> String {
-        let n = counter.increment()
+        let n = counter.withLock { n in defer { n += 1 }; return n }
         return "10.96.\((n >> 8) & 0xff).\(n & 0xff)"
     }
-}
-
-import Synchronization
-
-/// A counter behind a Mutex.
-final class Mutex2: Sendable {
-    private let value: Mutex<Int>
-    init(_ start: Int) { value = Mutex(start) }
-    func increment() -> Int { value.withLock { v in defer { v += 1 }; return v } }
-}
-
-extension ResourceKind {
-    static let deployment = find(group: "apps", version: "v1", plural: "deployments")!
-    static let replicaSet = find(group: "apps", version: "v1", plural: "replicasets")!
-    static let service = find(group: "", version: "v1", plural: "services")!
-    static let coreEvent = find(group: "", version: "v1", plural: "events")!
-    static let eventsV1Event = find(group: "events.k8s.io", version: "v1", plural: "events")!
-    static let validatingAdmissionPolicy = find(group: "admissionregistration.k8s.io", version: "v1", plural: "validatingadmissionpolicies")!
-    static let validatingAdmissionPolicyBinding = find(group: "admissionregistration.k8s.io", version: "v1", plural: "validatingadmissionpolicybindings")!
-    static let customResourceDefinition = find(group: "apiextensions.k8s.io", version: "v1", plural: "customresourcedefinitions")!
 }

@@ -704,7 +704,9 @@ enum ConformanceTable {
     ]
 }
 
-@Suite(.timeLimit(.minutes(1))) struct ConformanceTests {
+/// One row at a time: each starts a devcluster, and 46 at once on two cores would starve the
+/// real-time tests that run beside this suite.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct ConformanceTests {
     @Test(arguments: ConformanceTable.rows)
     func behavesAsKubeAPIServer(row: ConformanceRow) async throws {
         var options = DevCluster.Options()
