@@ -118,9 +118,20 @@ public enum RFC3339 {
     }
 
     public static func format(_ d: Date, fractional: Bool = false) -> String {
+        if !fractional { return seconds(d) }
         let f = ISO8601DateFormatter()
-        f.formatOptions = fractional ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f.string(from: d)
+    }
+
+    /// `2006-01-02T15:04:05Z` from the calendar fields (no formatter object: the devcluster
+    /// stamps every write with it).
+    private static func seconds(_ d: Date) -> String {
+        var t = time_t(d.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 
     /// A `metav1.MicroTime` (Lease acquire and renew times, Event times): exactly six fractional

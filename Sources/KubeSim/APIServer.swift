@@ -98,7 +98,7 @@ struct APIServer: HTTPResponder {
             return Self.json(.object(["kind": .string("Status"), "apiVersion": .string("v1"), "status": .string("Success")]))
         }
 
-        let kinds = await store.servedKinds
+        let kinds = store.servedKinds
         if segments == ["api"] {
             return Self.json(.object(["kind": .string("APIVersions"), "versions": .array([.string("v1")]),
                                       "serverAddressByClientCIDRs": .array([.object(["clientCIDR": .string("0.0.0.0/0"), "serverAddress": .string("127.0.0.1")])])]))

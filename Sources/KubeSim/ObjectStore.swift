@@ -1,12 +1,21 @@
 import Foundation
 import KubeClient
+import Synchronization
 
 /// Key of one stored object.
 struct ObjectKey: Hashable, Comparable, Sendable {
     var namespace: String
     var name: String
     /// etcd's order: the bytes of `namespace/name` (so `a-b/x` sorts before `a/y`).
-    static func < (a: ObjectKey, b: ObjectKey) -> Bool { a.path.utf8.lexicographicallyPrecedes(b.path.utf8) }
+    static func < (a: ObjectKey, b: ObjectKey) -> Bool {
+        // Names and namespaces are DNS-1123 (ASCII), where String order is byte order.
+        if a.namespace == b.namespace { return a.name < b.name }
+        let x = a.namespace.utf8, y = b.namespace.utf8
+        // Only when one namespace is a prefix of the other does the `/` decide.
+        if x.starts(with: y) { return x[x.index(x.startIndex, offsetBy: y.count)] < UInt8(ascii: "/") }
+        if y.starts(with: x) { return UInt8(ascii: "/") < y[y.index(y.startIndex, offsetBy: x.count)] }
+        return a.namespace < b.namespace
+    }
     var path: String { namespace.isEmpty ? name : namespace + "/" + name }
 }
 
@@ -99,8 +108,10 @@ actor ObjectStore {
         historyStart = resourceVersion
     }
 
-    /// Every kind served now: the built-in ones and those of established CRDs.
-    var servedKinds: [ResourceKind] { ResourceKind.all + customKinds }
+    /// Every kind served now: the built-in ones and those of established CRDs. Read by every
+    /// request's routing, so it is kept outside the actor (no extra hop per request).
+    private let served = Mutex<[ResourceKind]>(ResourceKind.all)
+    nonisolated var servedKinds: [ResourceKind] { served.withLock { $0 } }
 
     /// Where a kind's objects are kept: events.k8s.io/v1 Events are core Events
     /// (pkg/registry/events/rest/storage_events.go serves them from the core event storage);
@@ -576,6 +587,8 @@ actor ObjectStore {
     private func refreshCustomKinds() {
         customKinds = (objects[.customResourceDefinition] ?? [:]).values.flatMap(CustomResources.kinds)
             .sorted { ($0.group, $0.plural, $0.version) < ($1.group, $1.plural, $1.version) }
+        let all = ResourceKind.all + customKinds
+        served.withLock { $0 = all }
     }
 
     /// Deleting a CRD deletes its custom resources (apiextensions-apiserver's finalizer

@@ -143,15 +143,21 @@ enum ManagedFields {
         for (k, child) in children { decodeFields(child, prefix + [k], &out) }
     }
 
+    /// The `fieldsV1` tree of a set of paths: every token a key, every leaf `{}`; built in one
+    /// pass over the tokens.
+    static func fieldsTree(_ paths: [ArraySlice<String>]) -> JSONValue {
+        var groups: [String: [ArraySlice<String>]] = [:]
+        for p in paths { if let first = p.first { groups[first, default: []].append(p.dropFirst()) } }
+        return .object(groups.mapValues { rest in fieldsTree(rest.filter { !$0.isEmpty }) })
+    }
+
     static func write(_ entries: [Entry], to obj: inout [String: JSONValue]) {
         let kept = entries.filter { !$0.fields.isEmpty }.sorted {
             ($0.operation, $0.time, $0.manager, $0.apiVersion) < ($1.operation, $1.time, $1.manager, $1.apiVersion)
         }
         var meta = obj["metadata"]?.objectValue ?? [:]
         meta["managedFields"] = kept.isEmpty ? nil : .array(kept.map { e in
-            // Every token is a key of the fieldsV1 tree: prefixing it with `f:` makes `set` use it as one.
-            var tree = JSONValue.object([:])
-            for p in e.fields { tree = set(tree, p.map { "f:" + $0 }[...], .object([:])) }
+            let tree = fieldsTree(e.fields.map { $0[...] })
             var o: [String: JSONValue] = ["manager": .string(e.manager), "operation": .string(e.operation), "apiVersion": .string(e.apiVersion),
                                           "time": .string(e.time), "fieldsType": .string("FieldsV1"), "fieldsV1": tree]
             if let s = e.subresource { o["subresource"] = .string(s) }

@@ -179,7 +179,12 @@ final class WatchHub: Sendable {
     /// stops matching is DELETED carrying its **previous** state with the change's
     /// resourceVersion; one that matches neither before nor after is not sent.
     static func frame(_ change: ChangeEvent, selector: Selector, view: (@Sendable (JSONValue) -> JSONValue)?) -> WatchFrame? {
-        func json(_ v: JSONValue) -> [UInt8] { view.map { $0(v).jsonBytes() } ?? (v == change.object ? change.objectJSON : v.jsonBytes()) }
+        // The stored object's bytes are encoded once per change and shared; only a converted
+        // view or a previous state is encoded here.
+        func json(_ v: JSONValue, current: Bool = true) -> [UInt8] {
+            if let view { return view(v).jsonBytes() }
+            return current ? change.objectJSON : v.jsonBytes()
+        }
         // Selectors match the stored form (events.k8s.io field labels were mapped to core ones).
         let current = change.object
         if selector.isEmpty { return .event(change.type, objectJSON: json(change.object)) }
@@ -195,7 +200,7 @@ final class WatchHub: Sendable {
             case (true, false):
                 guard var previous = change.old else { return nil }
                 previous["metadata"]?["resourceVersion"] = .string(String(change.resourceVersion))
-                return .event("DELETED", objectJSON: json(previous))
+                return .event("DELETED", objectJSON: json(previous, current: false))
             case (false, false): return nil
             }
         }
