@@ -38,9 +38,13 @@ build: deps
 
 ## test: build everything, then run every test (unit and integration, on loopback; the chaos
 ## runs and fuzz replays among them), then each fuzz target briefly so none can rot.
+## The kube-apiserver fidelity suites (each starts devclusters, operators and kubectl) run after
+## the rest, so they do not crowd the real-time refresh, leader and chaos tests on two cores.
+FIDELITY_SUITES := ConformanceTests|KubectlFidelityTests|ZeroValueBookmarkTests
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --skip '$(FIDELITY_SUITES)'
+	$(SWIFT) test --skip-build --filter '$(FIDELITY_SUITES)'
 	$(MAKE) fuzz-smoke
 
 ## chaos: seeded faults against the whole running operator; SEED= replays a run, CHAOS_S= its seconds.
