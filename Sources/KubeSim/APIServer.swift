@@ -185,7 +185,7 @@ struct APIServer: HTTPResponder {
             }
             return Self.listResponse(target.kind, result)
         case (.get, let name?):
-            return Self.json(try await store.get(target.kind, namespace: target.namespace, name: name))
+            return Self.rawJSON(try await store.getJSON(target.kind, namespace: target.namespace, name: name))
         case (.post, nil):
             let body = try await Self.body(request, context: context, expecting: target.kind)
             return Self.json(try await store.create(target.kind, namespace: target.namespace, body: body, options: write), status: 201)

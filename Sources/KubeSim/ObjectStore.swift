@@ -142,6 +142,14 @@ actor ObjectStore {
         return view(obj, as: kind)
     }
 
+    /// GET's answer, from the bytes encoded at the last write whenever the kind is served as
+    /// stored (no re-encoding per read).
+    func getJSON(_ kind: ResourceKind, namespace: String?, name: String) throws(APIError) -> [UInt8] {
+        let key = ObjectKey(namespace: namespace ?? "", name: name)
+        guard let obj = objects[storage(kind)]?[key] else { throw .notFound(kind, name) }
+        return viewJSON(kind, key, obj)
+    }
+
     struct ListResult {
         /// The items' JSON, encoded.
         var items: [[UInt8]]
