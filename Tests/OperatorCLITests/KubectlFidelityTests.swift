@@ -82,35 +82,23 @@ import Testing
     /// `kubectl describe serviceaccount` shows the account's.
     @Test func operatorEventsShowInKubectl() async throws {
         try await DevCluster.withRunning { cluster in
-            let dir = TempDir()
-            let ns = "kubetrace-system"
-            let client = try await cliClient(cluster)
-            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: await cluster.url()))
-            _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns)))
-            _ = try await client.create(Secret(metadata: ObjectMeta(name: "kubetrace-registry", namespace: ns), type: "kubernetes.io/dockerconfigjson",
-                                               data: [".dockerconfigjson": SecretBytes(#"{"auths":{"blr.vultrcr.com":{"username":"u","password":"p","auth":"dTpw"}}}"#)]))
-            let op = try OperatorProcess(["run", "--kubeconfig", kubeconfig, "--namespace", ns, "--token-source", "tokenrequest"], dir: dir, name: "op",
-                                         environment: ["LOG_FORMAT": "json"])
+            let s = try await RunModeTests().setup(cluster)
+            let (ns, client, kubeconfig) = (s.ns, s.client, s.kubeconfig)
+            let op = try OperatorProcess(RunModeTests().runArgs(s), dir: s.dir, name: "op", environment: ["LOG_FORMAT": "json"])
             try await op.lines.waitFor("\"event\":\"ready\"", timeout: .seconds(30))
             try await client.delete(Secret.self, namespace: ns, name: "kubetrace-registry")
             try await op.lines.waitFor("pull_secret_repaired")
             _ = try await client.patch(ServiceAccount.self, namespace: ns, name: "kubetrace-readonly-user", .merge(.object(["imagePullSecrets": .array([])])))
             try await op.lines.waitFor("service_account_repaired")
+            // Events are written after the repair, off its path: wait until both are stored.
+            try await awaitEvents(client, namespace: ns, reasons: ["PullSecretRepaired", "ServiceAccountRepaired"])
             let env = ["KUBECONFIG": kubeconfig]
-            // Events are written after the repair, off its path: wait for them as kubectl sees them.
             func events(_ selector: String) async throws -> [JSONValue] {
                 let r = try await runTool("kubectl", ["get", "events", "-n", ns, "--field-selector", selector, "-o", "json"], environment: env)
                 return try JSONValue.parse(Array(r.stdout.utf8))["items"]?.arrayValue ?? []
             }
-            var secretEvents: [JSONValue] = []
-            var accountEvents: [JSONValue] = []
-            let deadline = ContinuousClock.now.advanced(by: .seconds(15))
-            while ContinuousClock.now < deadline {
-                secretEvents = try await events("involvedObject.kind=Secret,involvedObject.name=kubetrace-registry")
-                accountEvents = try await events("involvedObject.name=kubetrace-readonly-user,involvedObject.kind=ServiceAccount")
-                if !secretEvents.isEmpty && !accountEvents.isEmpty { break }
-                try await Task.sleep(for: .milliseconds(200))
-            }
+            let secretEvents = try await events("involvedObject.kind=Secret,involvedObject.name=kubetrace-registry")
+            let accountEvents = try await events("involvedObject.name=kubetrace-readonly-user,involvedObject.kind=ServiceAccount")
             #expect(secretEvents.contains { $0["reason"] == .string("PullSecretRepaired") }, "\(secretEvents)")
             #expect(accountEvents.contains { $0["reason"] == .string("ServiceAccountRepaired") }, "\(accountEvents)")
             let described = try await runTool("kubectl", ["describe", "serviceaccount", "kubetrace-readonly-user", "-n", ns], environment: env)
@@ -120,5 +108,36 @@ import Testing
             #expect(table.stdout.contains("PullSecretRepaired") && table.stdout.contains("secret/kubetrace-registry"), "\(table.stdout)")
             #expect(try await op.stop() == 0)
         }
+    }
+}
+
+/// Returns once Events with every one of `reasons` exist in `namespace`: one list, then a watch
+/// from it (an awaited condition, not a poll); throws after `timeout`.
+func awaitEvents(_ client: KubeClient, namespace: String, reasons: Set<String>, timeout: Duration = .seconds(15)) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            let list = try await client.list(CoreEvent.self, namespace: namespace)
+            var seen = Set(list.items.compactMap(\.reason))
+            if reasons.isSubset(of: seen) { return }
+            let (_, body) = try await client.stream(path: CoreEvent.resource.path(namespace: namespace),
+                                                    query: [("watch", "1"), ("resourceVersion", list.metadata.resourceVersion ?? "")])
+            var buffer: [UInt8] = []
+            for try await chunk in body {
+                buffer += chunk
+                while let nl = buffer.firstIndex(of: 10) {
+                    let line = Array(buffer[..<nl])
+                    buffer.removeFirst(nl + 1)
+                    if let reason = (try? JSONValue.parse(line))?["object"]?["reason"]?.stringValue { seen.insert(reason) }
+                    if reasons.isSubset(of: seen) { return }
+                }
+            }
+            throw AwaitTimeout(description: "the Event watch ended before \(reasons.subtracting(seen).sorted()) appeared")
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw AwaitTimeout(description: "no Events \(reasons.sorted()) within \(timeout)")
+        }
+        try await group.next()
+        group.cancelAll()
     }
 }

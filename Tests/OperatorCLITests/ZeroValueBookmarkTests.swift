@@ -15,18 +15,12 @@ import Testing
         options.streamingList = streamingList
         options.bookmarkInterval = .milliseconds(200)
         try await DevCluster.withRunning(options) { cluster in
-            let dir = TempDir()
-            let ns = "kubetrace-system"
-            let client = try await cliClient(cluster)
-            let kubeconfig = dir.write("kubeconfig", cluster.kubeconfigYAML(server: await cluster.url()))
-            _ = try await client.create(Namespace(metadata: ObjectMeta(name: ns)))
-            _ = try await client.create(Secret(metadata: ObjectMeta(name: "kubetrace-registry", namespace: ns), type: "kubernetes.io/dockerconfigjson",
-                                               data: [".dockerconfigjson": SecretBytes(#"{"auths":{"blr.vultrcr.com":{"username":"u","password":"p","auth":"dTpw"}}}"#)]))
+            let s = try await RunModeTests().setup(cluster)
+            let (ns, client) = (s.ns, s.client)
             // A Pod, so the Pod watch has something to list besides the bookmark.
             _ = try await client.request("POST", path: "/api/v1/namespaces/\(ns)/pods",
                                          body: Array(#"{"metadata":{"name":"web"},"spec":{"containers":[{"name":"c","image":"nginx"}]}}"#.utf8))
-            let op = try OperatorProcess(["run", "--kubeconfig", kubeconfig, "--namespace", ns, "--token-source", "tokenrequest",
-                                          "--metrics-addr", "127.0.0.1:0"], dir: dir, name: "op", environment: ["LOG_FORMAT": "json"])
+            let op = try OperatorProcess(RunModeTests().runArgs(s, ["--metrics-addr", "127.0.0.1:0"]), dir: s.dir, name: "op", environment: ["LOG_FORMAT": "json"])
             try await op.lines.waitFor("\"event\":\"ready\"", timeout: .seconds(30))
 
             // A write elsewhere moves the store on; the Pod watch learns it only from a bookmark.
