@@ -42,7 +42,10 @@ struct APIServer: HTTPResponder {
             }
         }
         do {
-            return try await route(request, context: context)
+            let warnings = AdmissionWarnings()
+            var response = try await AdmissionWarnings.$current.withValue(warnings) { try await route(request, context: context) }
+            for w in warnings.all { response.headers.append(HTTPField(name: HTTPField.Name("Warning")!, value: AdmissionWarnings.headerValue(w))) }
+            return response
         } catch let e as APIError {
             return Self.statusResponse(e)
         } catch {
@@ -208,14 +211,14 @@ struct APIServer: HTTPResponder {
                 rv = opts["preconditions"]?["resourceVersion"]?.stringValue
                 if opts["dryRun"]?.arrayValue?.contains(.string("All")) == true { write.dryRun = true }
             }
-            switch try await store.delete(target.kind, namespace: target.namespace, name: name, preconditionUID: uid, preconditionRV: rv, dryRun: write.dryRun) {
+            switch try await store.delete(target.kind, namespace: target.namespace, name: name, preconditionUID: uid, preconditionRV: rv, dryRun: write.dryRun, user: write.user) {
             case .object(let o): return Self.json(o)
             case .success(let s): return Self.rawJSON(StatusEncoding.encode(s))
             }
         case (.delete, nil):
             let options = try listOptions(query)
             let selector = try Selector(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, kind: target.kind)
-            let result = try await store.deleteCollection(target.kind, namespace: target.namespace, selector: selector, options: options, dryRun: write.dryRun)
+            let result = try await store.deleteCollection(target.kind, namespace: target.namespace, selector: selector, options: options, dryRun: write.dryRun, user: write.user)
             return Self.listResponse(target.kind, result)
         default:
             throw APIError.methodNotAllowed(method.rawValue)
@@ -305,7 +308,9 @@ struct APIServer: HTTPResponder {
             var meta = updated["metadata"]?.objectValue ?? [:]
             meta["resourceVersion"] = scale["metadata"]?["resourceVersion"].flatMap { $0 == .string("") ? nil : $0 }
             updated["metadata"] = .object(meta)
-            let result = try await store.update(target.kind, namespace: target.namespace, name: name, body: updated, options: options)
+            var scaleOptions = options
+            scaleOptions.admissionSubresource = "scale"
+            let result = try await store.update(target.kind, namespace: target.namespace, name: name, body: updated, options: scaleOptions)
             return Self.json(Strategy.scale(of: result, kind: target.kind))
         default:
             throw APIError.methodNotAllowed(request.method.rawValue)

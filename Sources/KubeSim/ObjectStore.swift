@@ -43,6 +43,9 @@ struct WriteOptions: Sendable {
     var force = false
     /// `status` or nil.
     var subresource: String?
+    /// The subresource admission sees when the write goes through the main resource
+    /// (`scale` updates `spec.replicas` of the parent): see `admitByPolicies`.
+    var admissionSubresource: String?
 
     init(user: UserInfo? = nil) { self.user = user }
 }
@@ -283,6 +286,7 @@ actor ObjectStore {
         var meta = obj["metadata"]?.objectValue ?? [:]
         let ns = try resolveNamespace(kind, path: namespace, meta: meta)
         var name = meta["name"]?.stringValue ?? ""
+        let requestName = name
         if name.isEmpty, let prefix = meta["generateName"]?.stringValue, !prefix.isEmpty {
             repeat { name = prefix + Self.randomSuffix() } while objects[store]?[ObjectKey(namespace: ns ?? "", name: name)] != nil
         }
@@ -328,6 +332,7 @@ actor ObjectStore {
         } else {
             ManagedFields.recordUpdate(&obj, old: nil, manager: options.manager, apiVersion: kind.apiVersion, subresource: nil, time: RFC3339.format(now()))
         }
+        try admitByPolicies("CREATE", kind, namespace: ns, name: requestName, object: view(.object(obj), as: kind), old: nil, options: options)
         if options.dryRun { return view(.object(obj), as: kind) }
         let stored = commit("ADDED", store, key, obj)
         if store == .customResourceDefinition { refreshCustomKinds() }
@@ -389,6 +394,8 @@ actor ObjectStore {
             throw APIError.invalid(kind, name, field: "data", "Forbidden: field is immutable when `immutable` is set")
         }
         ManagedFields.recordUpdate(&obj, old: current, manager: options.manager, apiVersion: kind.apiVersion, subresource: options.subresource, time: RFC3339.format(now()))
+        // Admitted even when nothing changes: etcd3 `GuaranteedUpdate` compares after `updateValidation`.
+        try admitByPolicies("UPDATE", kind, namespace: namespace, name: name, object: view(.object(obj), as: kind), old: view(.object(current), as: kind), options: options)
         if obj == current.merging(resourceVersion: obj["metadata"]?["resourceVersion"]) { return view(.object(current), as: kind) }
         if let user = options.user { try checkEscalation(user, kind: kind, namespace: namespace, object: .object(obj)) }
         if options.dryRun {
@@ -446,7 +453,7 @@ actor ObjectStore {
     /// generation + 1) and returned; otherwise it is removed and the answer is the object for
     /// stores with `ReturnDeletedObject` (pods, service accounts, services; namespaces answer
     /// themselves too) and a success Status otherwise.
-    func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?, dryRun: Bool = false) throws(APIError) -> DeleteResult {
+    func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?, dryRun: Bool = false, user: UserInfo? = nil) throws(APIError) -> DeleteResult {
         let store = storage(kind)
         let key = ObjectKey(namespace: namespace ?? "", name: name)
         guard var obj = objects[store]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
@@ -459,6 +466,9 @@ actor ObjectStore {
         if let rv = preconditionRV, rv != meta["resourceVersion"]?.stringValue {
             throw APIError(409, "Conflict", "Operation cannot be fulfilled on \(qualifiedKind) \"\(name)\": the ResourceVersion in the precondition (\(rv)) does not match the ResourceVersion in record (\(meta["resourceVersion"]?.stringValue ?? "")). The object might have been modified", details: details)
         }
+        var admission = WriteOptions(user: user)
+        admission.dryRun = dryRun
+        try admitByPolicies("DELETE", kind, namespace: namespace, name: name, object: nil, old: view(.object(obj), as: kind), options: admission)
         if !(meta["finalizers"]?.arrayValue ?? []).isEmpty {
             if meta["deletionTimestamp"] != nil { return .object(view(.object(obj), as: kind)) }
             meta["deletionTimestamp"] = .string(RFC3339.format(now()))
@@ -495,13 +505,18 @@ actor ObjectStore {
 
     /// DELETE on a collection (`store.go` `(*Store).DeleteCollection`): every listed object
     /// goes through `Delete`; the answer is the list as it was before.
-    func deleteCollection(_ kind: ResourceKind, namespace: String?, selector: Selector, options: ListOptions, dryRun: Bool) async throws(APIError) -> ListResult {
+    func deleteCollection(_ kind: ResourceKind, namespace: String?, selector: Selector, options: ListOptions, dryRun: Bool, user: UserInfo? = nil) async throws(APIError) -> ListResult {
         var listOptions = options
         listOptions.limit = nil
         let listed = try await list(kind, namespace: namespace, selector: selector, options: listOptions)
         for item in listed.items {
             guard let obj = try? JSONValue.parse(item), let name = obj["metadata"]?["name"]?.stringValue else { continue }
-            _ = try? delete(kind, namespace: obj["metadata"]?["namespace"]?.stringValue, name: name, preconditionUID: nil, preconditionRV: nil, dryRun: dryRun)
+            do {
+                _ = try delete(kind, namespace: obj["metadata"]?["namespace"]?.stringValue, name: name, preconditionUID: nil, preconditionRV: nil, dryRun: dryRun, user: user)
+            } catch where error.httpCode != 404 {
+                // `DeleteCollection` returns the first error that is not NotFound (an admission refusal).
+                throw error
+            }
         }
         return listed
     }
@@ -611,6 +626,9 @@ actor ObjectStore {
     }
 
     // MARK: internals
+
+    /// The stored objects of one kind, for admission (`AdmissionPolicy+Store.swift`).
+    func stored(_ kind: ResourceKind) -> [ObjectKey: JSONValue] { objects[kind] ?? [:] }
 
     private func commit(_ type: String, _ kind: ResourceKind, _ key: ObjectKey, _ obj: [String: JSONValue], remove: Bool = false) -> JSONValue {
         resourceVersion += 1

@@ -378,6 +378,8 @@ enum Strategy {
             throw APIError.invalid(.validatingAdmissionPolicy, name, field: "spec.validations", "Required value: validations or auditAnnotations must contain at least one item")
         }
         obj["spec"] = .object(spec)
+        // Enforced policies must be ones the devcluster can evaluate (AdmissionPolicy.swift).
+        _ = try ValidatingAdmissionPolicies.compile(.object(obj))
     }
 
     static func prepareAdmissionPolicyBinding(_ obj: inout Object) throws(APIError) {

@@ -141,7 +141,3 @@ import Testing
         }
     }
 }
-
-func expectError(_ body: () async throws -> Void) async -> KubeClientError? {
-    do { try await body(); return nil } catch let e as KubeClientError { return e } catch { return nil }
-}

@@ -204,3 +204,8 @@ public func loopbackSocket(listening: Bool) throws -> (fd: Int32, port: Int) {
     }
     return (fd, Int(UInt16(bigEndian: addr.sin_port)))
 }
+
+/// Runs `body`, which should fail, and returns its `KubeClientError` (nil when it succeeded or threw something else).
+public func expectError(_ body: () async throws -> Void) async -> KubeClientError? {
+    do { try await body(); return nil } catch let e as KubeClientError { return e } catch { return nil }
+}
