@@ -21,6 +21,12 @@ public struct ClusterConnection: Sendable {
         case tokenFile(String)
         case basic(username: String, password: SecretString)
         case exec(KubeConfig.ExecConfig, ExecClusterInfo)
+
+        /// Whether requests carry a secret in a header (everything but `none`).
+        public var sendsASecret: Bool {
+            if case .none = self { return false }
+            return true
+        }
     }
 
     /// What an exec plugin may be told about the cluster (`provideClusterInfo`).
@@ -66,13 +72,6 @@ public struct ClusterConnection: Sendable {
             let data = try Self.read(file, origin: cluster.origin.field("certificate-authority"))
             tls.certificateAuthorityPEM = try Self.certificatePEM(data, origin: cluster.origin.field("certificate-authority"))
         }
-        if server.hasPrefix("https://") == false && !ctx.user.isEmpty, let user = config.users[ctx.user], user.token != nil || user.tokenFile != nil || user.password != nil {
-            // Never send a credential in clear text to anything but loopback.
-            if !Self.isLoopback(server) {
-                throw KubeClientError(.configuration, "\(cluster.origin.field("server")): \(server) is plain http; credentials are sent only over https (or to a loopback address)")
-            }
-        }
-
         var credentials = Credentials.none
         if !ctx.user.isEmpty {
             guard let user = config.users[ctx.user] else {
@@ -84,6 +83,7 @@ public struct ClusterConnection: Sendable {
             var certBytes = user.clientCertificateData
             if certBytes == nil, let file = user.clientCertificate { certBytes = try Self.read(file, origin: certOrigin) }
             var keyBytes = user.clientKeyData?.bytes
+            defer { Crypto.cleanse(&keyBytes) }
             if keyBytes == nil, let file = user.clientKey { keyBytes = try Self.read(file, origin: keyOrigin) }
             switch (certBytes, keyBytes) {
             case (nil, nil): break
@@ -91,7 +91,7 @@ public struct ClusterConnection: Sendable {
             case (nil, .some): throw KubeClientError(.configuration, "\(user.origin): client-key is set but client-certificate is missing")
             case (let cert?, let key?):
                 let certPEM = try Self.certificatePEM(cert, origin: certOrigin)
-                let keyPEM = PrivateKeyPEM(String(decoding: key, as: UTF8.self))
+                let keyPEM = PrivateKeyPEM(bytes: key)
                 let matches: Bool
                 do { matches = try X509.keyMatches(certificatePEM: certPEM, privateKeyPEM: keyPEM) } catch {
                     throw KubeClientError(.configuration, "\(keyOrigin): \(error.reason)")
@@ -113,9 +113,11 @@ public struct ClusterConnection: Sendable {
                 tls.clientKey = keyPEM
             }
             if let token = user.token, !token.value.isEmpty {
+                try CredentialChecks.checkHeaderValue(token.value, field: "\(user.origin.field("token"))")
                 credentials = .token(token)
             } else if let file = user.tokenFile {
-                _ = try Self.read(file, origin: user.origin.field("tokenFile"))
+                let text = String(decoding: try Self.read(file, origin: user.origin.field("tokenFile")), as: UTF8.self)
+                try CredentialChecks.checkHeaderValue(text.trimmingCharacters(in: .whitespacesAndNewlines), field: "\(user.origin.field("tokenFile")) (\(file))")
                 credentials = .tokenFile(file)
             } else if let exec = user.exec {
                 credentials = .exec(exec, ExecClusterInfo(
@@ -123,8 +125,15 @@ public struct ClusterConnection: Sendable {
                     certificateAuthorityData: tls.certificateAuthorityPEM.map { Data($0.utf8).base64EncodedString() },
                     insecureSkipTLSVerify: tls.insecureSkipVerify, tlsServerName: tls.serverName))
             } else if let username = user.username, let password = user.password {
+                try CredentialChecks.checkHeaderValue(username, field: "\(user.origin.field("username"))")
+                try CredentialChecks.checkHeaderValue(password.value, field: "\(user.origin.field("password"))")
                 credentials = .basic(username: username, password: password)
             }
+        }
+        // Never send a credential in clear text to anything but a loopback address: a token,
+        // a token file, a password or an exec plugin's answer alike.
+        if !server.hasPrefix("https://"), credentials.sendsASecret, !CredentialChecks.isLoopbackURL(server) {
+            throw KubeClientError(.configuration, "\(cluster.origin.field("server")): \(server) is plain http; credentials are sent only over https (or to a loopback address: 127.0.0.0/8, ::1)")
         }
         return ClusterConnection(
             server: server, tls: tls, namespace: ctx.namespace ?? "default", credentials: credentials,
@@ -165,10 +174,6 @@ public struct ClusterConnection: Sendable {
         return s
     }
 
-    static func isLoopback(_ server: String) -> Bool {
-        guard let host = URLComponents(string: server)?.host else { return false }
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
-    }
 
     static func read(_ file: String, origin: KubeConfig.Origin) throws(KubeClientError) -> [UInt8] {
         do {

@@ -50,6 +50,9 @@ public actor CredentialProvider {
             inFlight = task
             defer { inFlight = nil }
             let value = try await task.value
+            if let bearer = value.bearer {
+                try CredentialChecks.checkHeaderValue(bearer.value, field: "exec plugin \((config.command as NSString).lastPathComponent): status.token")
+            }
             // Renew a little before the stated expiry so no request carries a stale token.
             return remember(value, until: value.expiresAt.map { $0.addingTimeInterval(-10) })
         }
@@ -80,6 +83,7 @@ public actor CredentialProvider {
         }
         let token = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !token.isEmpty else { throw KubeClientError(.configuration, "token file \(file): is empty") }
+        try CredentialChecks.checkHeaderValue(token, field: "token file \(file)")
         return SecretString(token)
     }
 }

@@ -177,13 +177,18 @@ private final class Transfer: Sendable {
             set(CURLOPT_SSL_VERIFYHOST, 2)
         }
         if let ca = tls.certificateAuthorityPEM {
+            // Exactly this CA, as client-go: libcurl would otherwise also load its compiled-in
+            // bundle and directory (Debian: /etc/ssl/certs), so any CA in the system store
+            // could vouch for the API server. System trust only when no CA is named.
             _ = ca.withCString { kt_curl_setopt_blob(easy, CURLOPT_CAINFO_BLOB, $0, strlen($0)) }
+            _ = kt_curl_setopt_ptr(easy, CURLOPT_CAINFO, nil)
+            _ = kt_curl_setopt_ptr(easy, CURLOPT_CAPATH, nil)
         }
         if let cert = tls.clientCertificatePEM, let key = tls.clientKey {
             set(CURLOPT_SSLCERTTYPE, "PEM")
             _ = cert.withCString { kt_curl_setopt_blob(easy, CURLOPT_SSLCERT_BLOB, $0, strlen($0)) }
             set(CURLOPT_SSLKEYTYPE, "PEM")
-            _ = key.pem.withCString { kt_curl_setopt_blob(easy, CURLOPT_SSLKEY_BLOB, $0, strlen($0)) }
+            _ = key.withCString { kt_curl_setopt_blob(easy, CURLOPT_SSLKEY_BLOB, $0, strlen($0)) }
         }
         if let connectTo { connectToList = connectTo } else { connectToList = nil }
 
