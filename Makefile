@@ -4,8 +4,9 @@ SHELL := /bin/bash
 
 APT_PACKAGES := libcurl4-openssl-dev libssl-dev libsystemd-dev libsimdjson-dev pkg-config
 # For the tests: systemd-analyze, journalctl and systemd-journald; curl for the HTTP endpoints;
-# promtool (prometheus) for the alert rules; age for backup interop; tmux for the status screen.
-TEST_APT_PACKAGES := systemd curl prometheus age tmux
+# promtool (prometheus) for the alert rules; age for backup interop; tmux for the status screen;
+# strace to see the mode secret files are created with.
+TEST_APT_PACKAGES := systemd curl prometheus age tmux strace
 SWIFT ?= swift
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

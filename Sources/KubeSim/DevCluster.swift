@@ -307,12 +307,8 @@ public final class DevCluster: Service, Sendable {
         }
     }
 
-    static func writeAtomically(_ text: String, to path: String, mode: Int) throws {
-        let tmp = "\(path).tmp-\(getpid())"
-        guard FileManager.default.createFile(atPath: tmp, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: tmp])
-        }
-        if rename(tmp, path) != 0 { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+    static func writeAtomically(_ text: String, to path: String, mode: mode_t) throws {
+        try PrivateFile.write(text, to: path, mode: mode)
     }
 
     /// Runs a devcluster for the duration of `body` (tests, `make run`'s fallback).
