@@ -8,6 +8,7 @@
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -20,6 +21,12 @@
 #include <string.h>
 
 static inline void kt_free(void *p) { free(p); }
+
+// Zeroes key material in a way the optimizer cannot drop (a plain memset before free can be).
+static inline void kt_cleanse(void *p, size_t len) { if (p && len) OPENSSL_cleanse(p, len); }
+
+// Frees a string returned through `char **` that held a private key, zeroed first.
+static inline void kt_free_cleansed(char *p) { if (p) { OPENSSL_cleanse(p, strlen(p)); free(p); } }
 
 static inline X509 *kt_x509_from_pem(const char *pem, size_t len) {
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
@@ -153,7 +160,7 @@ static inline int kt_x509_issue(const char *cn, const char *org, const char *san
     if (!X509_sign(cert, issuerKey ? issuerKey : key, EVP_sha256())) goto done;
 
     cbio = BIO_new(BIO_s_mem());
-    kbio = BIO_new(BIO_s_mem());
+    kbio = BIO_new(BIO_s_secmem());  // cleansed when freed: it holds the private key
     if (!cbio || !kbio) goto done;
     if (!PEM_write_bio_X509(cbio, cert)) goto done;
     if (!PEM_write_bio_PrivateKey(kbio, key, NULL, NULL, 0, NULL, NULL)) goto done;
@@ -181,7 +188,7 @@ static inline int kt_ec_generate(char **keyOut) {
     if (!ctx || EVP_PKEY_keygen_init(ctx) <= 0) goto done;
     if (EVP_PKEY_CTX_set_ec_paramgen_curve_nid(ctx, NID_X9_62_prime256v1) <= 0) goto done;
     if (EVP_PKEY_keygen(ctx, &key) <= 0) goto done;
-    bio = BIO_new(BIO_s_mem());
+    bio = BIO_new(BIO_s_secmem());  // cleansed when freed: it holds the private key
     if (!bio || !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) goto done;
     *keyOut = kt_bio_to_string(bio);
     ok = *keyOut != NULL;

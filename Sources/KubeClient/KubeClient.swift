@@ -13,6 +13,8 @@ public struct KubeClient: Sendable {
     let transport: CurlTransport
     let userAgent: String
     let logger: Logger
+    /// How much of a non-2xx watch answer is read for its Status before the transfer is dropped.
+    static let errorBodyLimit = 64 << 10
     /// `Impersonate-User`/`Impersonate-Group` headers, when acting as someone else.
     private var impersonation: [(name: String, value: String)] = []
 
@@ -180,8 +182,13 @@ public struct KubeClient: Sendable {
             let req = makeRequest("GET", path: path, query: query, body: nil, contentType: "application/json", auth: auth, timeout: nil)
             let (head, body) = try await transport.stream(req, tls: tls(auth))
             guard (200..<300).contains(head.status) else {
+                // Enough of the body for its Status; an error answer that never ends must not hold the caller.
                 var bytes: [UInt8] = []
-                for try await chunk in body where bytes.count < 64 << 10 { bytes += chunk }
+                for try await chunk in body {
+                    bytes += chunk.prefix(Self.errorBodyLimit - bytes.count)
+                    if bytes.count >= Self.errorBodyLimit { break }
+                }
+                body.cancel()
                 throw KubeClientError.api(method: "GET", path: path, head: head, body: bytes)
             }
             return (head, body)

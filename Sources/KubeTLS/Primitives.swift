@@ -55,7 +55,11 @@ public enum Crypto {
         guard key.count == 32, nonce.count == 12, sealed.count >= 16 else { throw CryptoError.authenticationFailed }
         var out = [UInt8](repeating: 0, count: sealed.count - 16)
         let ok = sealed.withUnsafeBufferPointer { p in kt_chacha20poly1305(0, key, nonce, p.baseAddress, p.count, &out) }
-        guard ok == 1 else { throw CryptoError.authenticationFailed }
+        guard ok == 1 else {
+            // Decrypted before the tag was checked: unauthenticated plaintext, never left behind.
+            cleanse(&out)
+            throw CryptoError.authenticationFailed
+        }
         return out
     }
 

@@ -19,7 +19,7 @@ public enum X509 {
     /// Whether `privateKeyPEM` is the key of the certificate in `certificatePEM`.
     public static func keyMatches(certificatePEM: String, privateKeyPEM: PrivateKeyPEM) throws(X509Error) -> Bool {
         let rc = certificatePEM.withCString { cert in
-            privateKeyPEM.pem.withCString { key in kt_x509_key_matches(cert, strlen(cert), key, strlen(key)) }
+            privateKeyPEM.withCString { key in kt_x509_key_matches(cert, strlen(cert), key, strlen(key)) }
         }
         switch rc {
         case 1: return true
@@ -37,10 +37,20 @@ public enum CertificateUsage: Int32, Sendable {
     case client = 2
 }
 
-/// A PEM private key; its description never shows the key.
+/// A PEM private key; its description never shows the key. Its bytes live in a `SecretBuffer`,
+/// zeroed when the last copy of the key goes.
 public struct PrivateKeyPEM: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    public let pem: String
-    public init(_ pem: String) { self.pem = pem }
+    public let buffer: SecretBuffer
+    public init(_ pem: String) { buffer = SecretBuffer(copying: pem.utf8) }
+    public init(bytes: some Collection<UInt8>) { buffer = SecretBuffer(copying: bytes) }
+    init(cString: UnsafePointer<CChar>) { buffer = SecretBuffer(cString: cString) }
+    /// A `String` copy of the key, which nothing cleanses: prefer `withCString`.
+    public var pem: String { buffer.withUnsafeBytes { String(decoding: $0, as: UTF8.self) } }
+    /// The key as a NUL-terminated C string, without a copy.
+    public func withCString<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R { try buffer.withCString(body) }
+    public static func == (a: PrivateKeyPEM, b: PrivateKeyPEM) -> Bool {
+        a.buffer === b.buffer || a.buffer.withUnsafeBytes { x in b.buffer.withUnsafeBytes { y in x.elementsEqual(y) } }
+    }
     public var description: String { "<redacted private key>" }
     public var debugDescription: String { description }
     public var customMirror: Mirror { Mirror(self, children: [], displayStyle: .struct) }
@@ -85,18 +95,23 @@ public struct CertificateAuthority: Sendable {
         let san = subjectAltNames.joined(separator: ",")
         let ok = withOptionalCString(organization) { org in
             withOptionalCString(issuer?.certificatePEM) { issuerCert in
-                withOptionalCString(issuer?.privateKey.pem) { issuerKey in
+                withOptionalKey(issuer?.privateKey) { issuerKey in
                     kt_x509_issue(commonName, org, san, usage.rawValue, Int(notBeforeOffset), Int(validity),
                                   issuerCert, issuerKey, &certOut, &keyOut)
                 }
             }
         }
-        defer { kt_free(certOut); kt_free(keyOut) }
+        defer { kt_free(certOut); kt_free_cleansed(keyOut) }
         guard ok == 1, let certOut, let keyOut else {
             throw X509Error("issuing a certificate for \(commonName) failed in libcrypto")
         }
-        return IssuedCertificate(certificatePEM: String(cString: certOut), privateKey: PrivateKeyPEM(String(cString: keyOut)))
+        return IssuedCertificate(certificatePEM: String(cString: certOut), privateKey: PrivateKeyPEM(cString: keyOut))
     }
+}
+
+private func withOptionalKey<R>(_ key: PrivateKeyPEM?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let key else { return body(nil) }
+    return key.withCString { body($0) }
 }
 
 private func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {

@@ -1,5 +1,5 @@
 import Foundation
-import KubeClient
+@testable import KubeClient
 import Testing
 
 @Suite struct ExecPluginTests {
@@ -91,5 +91,56 @@ import Testing
         let conn = try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "/f", directory: "/"))
         let e = await expectClientError { _ = try await CredentialProvider(conn.credentials).current() }
         #expect(e?.message == "exec plugin kubetrace-no-such-plugin: command not found: apt install kubetrace-auth")
+    }
+
+    /// The plugin's `exec` entry, to run it with a short timeout.
+    func plugin(_ script: String) throws -> (TempDir, KubeConfig.ExecConfig, ClusterConnection.ExecClusterInfo) {
+        let (dir, conn) = try setup(script: script)
+        guard case .exec(let config, let info) = conn.credentials else { throw TimedOut(what: "no exec credentials in the kubeconfig") }
+        return (dir, config, info)
+    }
+
+    /// A plugin that ignores SIGTERM (and whose child holds stdout) is killed after the grace
+    /// period: the request fails at timeout + 2 s instead of hanging (issue 19).
+    @Test(.timeLimit(.minutes(1))) func aPluginIgnoringSIGTERMIsKilled() async throws {
+        let (dir, config, info) = try plugin("trap '' TERM\nsleep 600\n")
+        let started = ContinuousClock.now
+        let error = try await within(.seconds(20), "the plugin run") {
+            await expectClientError { _ = try await ExecPlugin.run(config, cluster: info, timeout: 1) }
+        }
+        #expect(error?.message == "exec plugin plugin.sh: did not finish within 1 s (stopped)")
+        #expect(ContinuousClock.now - started < .seconds(10))
+        withExtendedLifetime(dir) {}
+    }
+
+    /// Cancelling the request stops the plugin at once (SIGTERM, then SIGKILL), not at its timeout.
+    @Test(.timeLimit(.minutes(1))) func cancellingStopsThePlugin() async throws {
+        let (dir, config, info) = try plugin("trap '' TERM\nsleep 600\n")
+        let task = Task { try await ExecPlugin.run(config, cluster: info, timeout: 600) }
+        task.cancel()
+        let result = try await within(.seconds(20), "the cancelled plugin run") { await task.result }
+        guard case .failure(let error) = result else { Issue.record("a cancelled run succeeded"); return }
+        #expect((error as? KubeClientError)?.code == .cancelled, "\(error)")
+        withExtendedLifetime(dir) {}
+    }
+
+    /// Megabytes on stdout are a clear error naming the plugin, read no further than 1 MiB.
+    @Test(.timeLimit(.minutes(1))) func oversizedStdoutIsRefused() async throws {
+        let (dir, config, info) = try plugin("yes | head -c 10M\n")
+        let error = try await within(.seconds(20), "the plugin run") {
+            await expectClientError { _ = try await ExecPlugin.run(config, cluster: info, timeout: 30) }
+        }
+        #expect(error?.message == "exec plugin plugin.sh: printed more than 1024 KiB on stdout; an ExecCredential is far smaller")
+        withExtendedLifetime(dir) {}
+    }
+
+    /// Endless stderr is drained (the plugin never blocks) and only its start is kept.
+    @Test(.timeLimit(.minutes(1))) func endlessStderrIsBounded() async throws {
+        let (dir, config, info) = try plugin("head -c 10M /dev/zero | tr '\\0' 'e' >&2\nexit 3\n")
+        let error = try await within(.seconds(20), "the plugin run") {
+            await expectClientError { _ = try await ExecPlugin.run(config, cluster: info, timeout: 30) }
+        }
+        #expect(error?.message == "exec plugin plugin.sh: exited with status 3: " + String(repeating: "e", count: 200))
+        withExtendedLifetime(dir) {}
     }
 }

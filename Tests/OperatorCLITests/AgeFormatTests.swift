@@ -92,6 +92,21 @@ import Testing
         #expect(throws: Age.Failure.notAge) { try Age.decrypt([], identities: [me]) }
     }
 
+    /// The header is looked for in the first 64 KiB only: a file without its end there is refused
+    /// as such, not read to its end line by line (issue 19).
+    @Test func aHeaderWithoutEndStopsAtTheBound() throws {
+        let me = AgeIdentity.generate()
+        let endless = [UInt8](repeating: UInt8(ascii: "A"), count: 1 << 20)
+        #expect(throws: Age.Failure.headerTooLong) { try Age.decrypt(Array("age-encryption.org/v1\n-> X25519 ".utf8) + endless, identities: [me]) }
+        #expect(throws: Age.Failure.headerTooLong) { try Age.decrypt(Array("age-encryption.org/v1".utf8) + endless, identities: [me]) }
+        // Lines, but never the "---" line within the bound.
+        let lines = Array(String(repeating: "-> X25519 AAAA\n", count: 10_000).utf8)
+        #expect(throws: Age.Failure.headerTooLong) { try Age.decrypt(Array("age-encryption.org/v1\n".utf8) + lines, identities: [me]) }
+        // Not age at all: said so, also when long.
+        #expect(throws: Age.Failure.notAge) { try Age.decrypt(endless, identities: [me]) }
+        #expect(Age.Failure.headerTooLong.description == "no end of the age header in its first 64 KiB (not an age file, or a damaged one)")
+    }
+
     @Test func recipientAndIdentityErrorsSayWhatIsWrong() throws {
         #expect(throws: AgeKeyError.unsupported("SSH keys are not supported; give an age X25519 recipient (age1…, from age-keygen)")) {
             try AgeRecipient(parsing: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI")

@@ -172,4 +172,25 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: out))
         }
     }
+
+    /// restore reads at most 16 MiB of backup and 64 KiB of identity file: a larger input is a
+    /// clear error naming the file, found before anything is decrypted or sent (issue 19).
+    @Test func oversizedInputsAreRefusedByName() async throws {
+        let dir = TempDir()
+        let identity = dir.write("key.txt", "# a key\n\(AgeIdentity.generate().encoded)\n")
+        let big = "\(dir.path)/big.age"
+        // Sparse: 17 MiB that take no disk.
+        #expect(FileManager.default.createFile(atPath: big, contents: Data("age-encryption.org/v1\n".utf8)))
+        let handle = try #require(FileHandle(forWritingAtPath: big))
+        try handle.truncate(atOffset: 17 << 20)
+        try handle.close()
+        let r = try await runCLI(["restore", "--kubeconfig", "\(dir.path)/no-kubeconfig", "--identity", identity, big])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("\(big): larger than 16 MiB; a kubetrace-operator backup is far smaller (not a backup?)"), "\(r.stderr)")
+
+        let bigKey = dir.write("big-key.txt", String(repeating: "# comment\n", count: 10_000))
+        let k = try await runCLI(["restore", "--kubeconfig", "\(dir.path)/no-kubeconfig", "--identity", bigKey, big])
+        #expect(k.status == 2, "\(k.stderr)")
+        #expect(k.stderr.contains("--identity \(bigKey): larger than 64 KiB; an age identity file is a few lines"), "\(k.stderr)")
+    }
 }

@@ -12,6 +12,7 @@ enum Age {
         case headerMACMismatch
         case truncated
         case payloadAltered
+        case headerTooLong
 
         var description: String {
             switch self {
@@ -21,6 +22,7 @@ enum Age {
             case .headerMACMismatch: "the header was altered (MAC mismatch)"
             case .truncated: "the file is truncated"
             case .payloadAltered: "the payload was altered or is incomplete (authentication failed)"
+            case .headerTooLong: "no end of the age header in its first \(Age.maxHeaderBytes >> 10) KiB (not an age file, or a damaged one)"
             }
         }
     }
@@ -28,26 +30,36 @@ enum Age {
     static let version = "age-encryption.org/v1"
     static let chunkSize = 64 * 1024
     static let x25519Label = Array("age-encryption.org/v1/X25519".utf8)
+    /// A header holds a line per recipient stanza: a few hundred bytes each. Looking further for
+    /// its end only reads a damaged or hostile file to its end.
+    static let maxHeaderBytes = 64 << 10
 
     /// Encrypts to every recipient (each can decrypt alone).
     static func encrypt(_ plaintext: [UInt8], to recipients: [AgeRecipient]) throws -> [UInt8] {
         precondition(!recipients.isEmpty)
-        let fileKey = Crypto.randomBytes(16)
+        // Every key below is cleansed when it goes out of scope (OPENSSL_cleanse).
+        var fileKey = Crypto.randomBytes(16)
+        defer { Crypto.cleanse(&fileKey) }
         var header = version + "\n"
         for r in recipients {
-            let ephemeral = Crypto.randomBytes(32)
+            var ephemeral = Crypto.randomBytes(32)
+            defer { Crypto.cleanse(&ephemeral) }
             let share = try Crypto.x25519PublicKey(privateKey: ephemeral)
-            let shared = try Crypto.x25519(privateKey: ephemeral, peer: r.publicKey)
-            let wrapKey = Crypto.hkdfSHA256(ikm: shared, salt: share + r.publicKey, info: x25519Label, count: 32)
+            var shared = try Crypto.x25519(privateKey: ephemeral, peer: r.publicKey)
+            defer { Crypto.cleanse(&shared) }
+            var wrapKey = Crypto.hkdfSHA256(ikm: shared, salt: share + r.publicKey, info: x25519Label, count: 32)
+            defer { Crypto.cleanse(&wrapKey) }
             let body = Crypto.seal(key: wrapKey, nonce: [UInt8](repeating: 0, count: 12), fileKey[...])
             header += "-> X25519 \(base64(share))\n" + wrapped(base64(body))
         }
         header += "---"
-        let macKey = Crypto.hkdfSHA256(ikm: fileKey, salt: [], info: Array("header".utf8), count: 32)
+        var macKey = Crypto.hkdfSHA256(ikm: fileKey, salt: [], info: Array("header".utf8), count: 32)
+        defer { Crypto.cleanse(&macKey) }
         header += " \(base64(Crypto.hmacSHA256(key: macKey, message: Array(header.utf8))))\n"
 
         let nonce = Crypto.randomBytes(16)
-        let payloadKey = Crypto.hkdfSHA256(ikm: fileKey, salt: nonce, info: Array("payload".utf8), count: 32)
+        var payloadKey = Crypto.hkdfSHA256(ikm: fileKey, salt: nonce, info: Array("payload".utf8), count: 32)
+        defer { Crypto.cleanse(&payloadKey) }
         var out = Array(header.utf8) + nonce
         out.reserveCapacity(out.count + plaintext.count + (plaintext.count / chunkSize + 1) * 16)
         var offset = 0
@@ -86,15 +98,19 @@ enum Age {
     static func decrypt(_ input: [UInt8], identities: [AgeIdentity]) throws -> [UInt8] {
         let file = try dearmor(input) ?? input
         let (stanzas, macInput, mac, payloadStart) = try parseHeader(file)
+        // Every key below is cleansed when it goes out of scope (OPENSSL_cleanse).
         var fileKey: [UInt8]?
+        defer { Crypto.cleanse(&fileKey) }
         for stanza in stanzas where stanza.type == "X25519" {
             guard stanza.args.count == 1, let share = unbase64(stanza.args[0]), share.count == 32 else {
                 throw Failure.malformedHeader("an X25519 stanza needs one 32-byte share")
             }
             guard stanza.body.count == 32 else { throw Failure.malformedHeader("an X25519 stanza body is 32 bytes") }
             for identity in identities {
-                guard let shared = try? Crypto.x25519(privateKey: identity.privateKey, peer: share) else { continue }
-                let wrapKey = Crypto.hkdfSHA256(ikm: shared, salt: share + identity.publicKey, info: x25519Label, count: 32)
+                guard var shared = try? Crypto.x25519(privateKey: identity.privateKey, peer: share) else { continue }
+                defer { Crypto.cleanse(&shared) }
+                var wrapKey = Crypto.hkdfSHA256(ikm: shared, salt: share + identity.publicKey, info: x25519Label, count: 32)
+                defer { Crypto.cleanse(&wrapKey) }
                 if let key = try? Crypto.open(key: wrapKey, nonce: [UInt8](repeating: 0, count: 12), stanza.body[...]) {
                     fileKey = key
                     break
@@ -102,14 +118,22 @@ enum Age {
             }
             if fileKey != nil { break }
         }
-        guard let fileKey, fileKey.count == 16 else { throw Failure.noMatchingIdentity }
-        let macKey = Crypto.hkdfSHA256(ikm: fileKey, salt: [], info: Array("header".utf8), count: 32)
+        // No second name for the file key: a live copy would make the cleanse copy-on-write instead.
+        guard fileKey?.count == 16 else { throw Failure.noMatchingIdentity }
+        var macKey = Crypto.hkdfSHA256(ikm: fileKey!, salt: [], info: Array("header".utf8), count: 32)
+        defer { Crypto.cleanse(&macKey) }
         guard Crypto.constantTimeEqual(Crypto.hmacSHA256(key: macKey, message: macInput), mac) else { throw Failure.headerMACMismatch }
 
         guard file.count - payloadStart >= 16 + 16 else { throw Failure.truncated }
         let nonce = Array(file[payloadStart..<payloadStart + 16])
-        let payloadKey = Crypto.hkdfSHA256(ikm: fileKey, salt: nonce, info: Array("payload".utf8), count: 32)
+        var payloadKey = Crypto.hkdfSHA256(ikm: fileKey!, salt: nonce, info: Array("payload".utf8), count: 32)
+        defer { Crypto.cleanse(&payloadKey) }
         var plaintext: [UInt8] = []
+        // The plaintext is shorter than the payload: reserved up front, it never moves, so no
+        // uncleansed copy is left in freed memory.
+        plaintext.reserveCapacity(file.count - payloadStart)
+        var complete = false
+        defer { if !complete { Crypto.cleanse(&plaintext) } }
         var offset = payloadStart + 16
         var counter: UInt64 = 0
         let sealedChunk = chunkSize + 16
@@ -118,21 +142,26 @@ enum Age {
             if remaining == 0 { throw Failure.truncated }
             let last = remaining <= sealedChunk
             let end = offset + min(remaining, sealedChunk)
-            let chunk: [UInt8]
+            var chunk: [UInt8]
             do {
                 chunk = try Crypto.open(key: payloadKey, nonce: chunkNonce(counter, last: last), file[offset..<end])
             } catch {
                 // A full final chunk that opens as "not last": the file was cut at a chunk boundary.
                 if last, remaining == sealedChunk,
-                   (try? Crypto.open(key: payloadKey, nonce: chunkNonce(counter, last: false), file[offset..<end])) != nil { throw Failure.truncated }
+                   var opened = try? Crypto.open(key: payloadKey, nonce: chunkNonce(counter, last: false), file[offset..<end]) {
+                    Crypto.cleanse(&opened)
+                    throw Failure.truncated
+                }
                 throw Failure.payloadAltered
             }
             if last && chunk.isEmpty && counter > 0 { throw Failure.payloadAltered }
             plaintext += chunk
+            Crypto.cleanse(&chunk)
             offset = end
             counter += 1
             if last { break }
         }
+        complete = true
         return plaintext
     }
 
@@ -142,16 +171,20 @@ enum Age {
     static func parseHeader(_ file: [UInt8]) throws -> ([Stanza], [UInt8], [UInt8], Int) {
         var lines: [(text: String, end: Int)] = []
         var start = 0
-        // Header lines until the "--- " line; never beyond 1 MiB.
-        while start < file.count, start < 1 << 20 {
-            guard let nl = file[start...].firstIndex(of: 0x0A) else { throw lines.isEmpty ? Failure.notAge : Failure.truncated }
+        // Header lines until the "--- " line; never beyond maxHeaderBytes.
+        let end = min(file.count, maxHeaderBytes)
+        while start < end {
+            guard let nl = file[start..<end].firstIndex(of: 0x0A) else {
+                if end < file.count { throw isAge(lines.first?.text, file) ? Failure.headerTooLong : Failure.notAge }
+                throw lines.isEmpty ? Failure.notAge : Failure.truncated
+            }
             guard let text = String(validating: file[start..<nl], as: UTF8.self) else { throw lines.isEmpty ? Failure.notAge : Failure.malformedHeader("not text") }
             lines.append((text, nl + 1))
             start = nl + 1
             if text.hasPrefix("---") { break }
         }
         guard let first = lines.first, first.text == version else { throw Failure.notAge }
-        guard let last = lines.last, last.text.hasPrefix("--- ") else { throw Failure.truncated }
+        guard let last = lines.last, last.text.hasPrefix("--- ") else { throw end < file.count ? Failure.headerTooLong : Failure.truncated }
         var stanzas: [Stanza] = []
         var i = 1
         while i < lines.count - 1 {
@@ -176,6 +209,11 @@ enum Age {
         let macInput = Array(file[0..<macLineStart]) + Array("---".utf8)
         guard let mac = unbase64(String(last.text.dropFirst(4))), mac.count == 32 else { throw Failure.malformedHeader("the MAC is not 32 bytes of base64") }
         return (stanzas, macInput, mac, last.end)
+    }
+
+    /// Whether a header that did not end looked like age's: its first line, or the file's start.
+    private static func isAge(_ firstLine: String?, _ file: [UInt8]) -> Bool {
+        firstLine.map { $0 == version } ?? file.starts(with: version.utf8)
     }
 
     /// 11-byte big-endian counter, then 1 for the last chunk.

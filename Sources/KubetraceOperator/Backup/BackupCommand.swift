@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KubeClient
+import KubeTLS
 
 /// The backup's plaintext: a `v1 List` of the Secrets, so `age -d -i key FILE | kubectl apply -f -` also restores it.
 struct SecretBackup: Codable {
@@ -61,7 +62,7 @@ struct BackupCommand: AsyncParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         var plaintext = [UInt8](try encoder.encode(SecretBackup(items: items)))
-        defer { for i in plaintext.indices { plaintext[i] = 0 } }
+        defer { Crypto.cleanse(&plaintext) }
         let sealed = try Age.encrypt(plaintext, to: recipients)
         if output == "-" {
             FileHandle.standardOutput.write(Data(sealed))
@@ -89,18 +90,34 @@ struct RestoreCommand: AsyncParsableCommand {
 
     enum Action: String { case created, unchanged, kept, replaced, conflict }
 
+    /// Three Secrets of at most 1 MiB each, base64 in JSON, perhaps armored: far below this.
+    static let maxBackupBytes = 16 << 20
+    /// An identity file holds a few keys and comments.
+    static let maxIdentityBytes = 64 << 10
+
     func run() async throws {
-        guard let keyData = FileManager.default.contents(atPath: identity) else { throw CLIError.configuration("--identity: cannot read \(identity)") }
+        var keyData: [UInt8]
+        switch readBounded(identity, limit: Self.maxIdentityBytes) {
+        case .unreadable: throw CLIError.configuration("--identity: cannot read \(identity)")
+        case .tooLarge: throw CLIError.configuration("--identity \(identity): larger than \(Self.maxIdentityBytes >> 10) KiB; an age identity file is a few lines")
+        case .bytes(let b): keyData = b
+        }
+        defer { Crypto.cleanse(&keyData) }
         let identities: [AgeIdentity]
         do { identities = try AgeIdentity.parseFile(String(decoding: keyData, as: UTF8.self)) } catch {
             throw CLIError.configuration("--identity \(identity): \(error)")
         }
-        guard let sealed = FileManager.default.contents(atPath: file) else { throw CLIError.configuration("\(file): cannot read") }
+        let sealed: [UInt8]
+        switch readBounded(file, limit: Self.maxBackupBytes) {
+        case .unreadable: throw CLIError.configuration("\(file): cannot read")
+        case .tooLarge: throw CLIError.configuration("\(file): larger than \(Self.maxBackupBytes >> 20) MiB; a kubetrace-operator backup is far smaller (not a backup?)")
+        case .bytes(let b): sealed = b
+        }
         var plaintext: [UInt8]
-        do { plaintext = try Age.decrypt([UInt8](sealed), identities: identities) } catch let e as Age.Failure {
+        do { plaintext = try Age.decrypt(sealed, identities: identities) } catch let e as Age.Failure {
             throw CLIError.configuration("\(file): \(e)\(e == .noMatchingIdentity ? " (tried \(identities.count) identit\(identities.count == 1 ? "y" : "ies") from \(identity))" : "")")
         }
-        defer { for i in plaintext.indices { plaintext[i] = 0 } }
+        defer { Crypto.cleanse(&plaintext) }
         let backup: SecretBackup
         do { backup = try JSONDecoder().decode(SecretBackup.self, from: Data(plaintext)) } catch {
             throw CLIError.configuration("\(file): decrypted, but not a kubetrace-operator backup (a v1 List of Secrets)")
@@ -172,4 +189,24 @@ struct RestoreCommand: AsyncParsableCommand {
             throw CLIError.runtime("\(verb) Secret \(ns)/\(name): \(Doctor.describe(e))")
         }
     }
+}
+
+enum BoundedRead { case unreadable, tooLarge, bytes([UInt8]) }
+
+/// Reads a file (or a pipe, `/dev/stdin`) up to `limit` bytes: one byte more and it stops, so
+/// a huge or endless input costs no more than the limit.
+func readBounded(_ path: String, limit: Int) -> BoundedRead {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return .unreadable }
+    defer { try? handle.close() }
+    var out: [UInt8] = []
+    // Capacity up front: growing would leave copies of a key file in freed memory.
+    out.reserveCapacity(min(limit + 1, 1 << 20))
+    while out.count <= limit {
+        var chunk: Data?
+        do { chunk = try handle.read(upToCount: min(1 << 20, limit + 1 - out.count)) } catch { return .unreadable }
+        guard let read = chunk, !read.isEmpty else { return .bytes(out) }
+        out += read
+        Crypto.cleanse(&chunk)
+    }
+    return .tooLarge
 }

@@ -26,15 +26,16 @@ struct KubetraceAPIClient: Sendable {
             throw RefreshFailure(kind: .retryable, message: "API_URL \(endpoint.baseURL) unreachable: \(error)")
         }
         let retryAfter = response.head.header("Retry-After").flatMap(TimeInterval.init)
+        // Only the JSON error's own fields, sanitized and bounded: this text reaches logs and Events.
+        let detail = APIErrorDetail.from(response.body).map { " \($0)" } ?? ""
         switch response.status {
         case 200: break
         case 401, 403:
-            let code = (try? JSONValue.parse(response.body))?["error"]?.stringValue ?? "\(response.status)"
-            throw RefreshFailure(kind: .unauthorized, message: "operator_token rejected by API_URL \(endpoint.baseURL) (\(response.status) \(code)); regenerate it from the Kubetrace dashboard")
+            throw RefreshFailure(kind: .unauthorized, message: "operator_token rejected by API_URL \(endpoint.baseURL) (\(response.status)\(detail)); regenerate it from the Kubetrace dashboard")
         case 429, 500...599:
-            throw RefreshFailure(kind: .retryable, message: "API_URL answered \(response.status)", retryAfter: retryAfter)
+            throw RefreshFailure(kind: .retryable, message: "API_URL answered \(response.status)\(detail)", retryAfter: retryAfter)
         default:
-            throw RefreshFailure(kind: .retryable, message: "API_URL answered \(response.status)")
+            throw RefreshFailure(kind: .retryable, message: "API_URL answered \(response.status)\(detail)")
         }
         // Never echo the body: it carries credentials.
         do {
