@@ -94,7 +94,7 @@ struct KubetraceOperatorCommand: AsyncParsableCommand {
         abstract: "Keeps a cluster's Kubetrace credentials alive and its image-pull and RBAC plumbing intact.",
         version: kubetraceVersion,
         subcommands: [RunCommand.self, ManifestCommand.self, DoctorCommand.self, EventsCommand.self, StatusCommand.self,
-                      BackupCommand.self, RestoreCommand.self, VersionCommand.self])
+                      BackupCommand.self, RestoreCommand.self, IdentityCommand.self, VersionCommand.self])
 }
 
 /// Options every command that talks to a cluster shares. Flags win over the

@@ -26,7 +26,7 @@ struct DoctorCommand: AsyncParsableCommand {
     @Flag(help: "Allow a plain http API_URL on a loopback address.") var allowInsecureHttp = false
     @Option(help: ArgumentHelp("Operator token file (env OPERATOR_TOKEN_FILE; default: Secret kubetrace-operator).", valueName: "file")) var operatorTokenFile: String?
     @Option(help: ArgumentHelp("Registry host[:port] (default: the pull Secret's, else blr.vultrcr.com).", valueName: "host")) var registry: String?
-    @Option(help: ArgumentHelp("Extra CA (PEM) to trust for the Kubetrace API.", valueName: "file")) var caFile: String?
+    @Option(help: ArgumentHelp("The CA (PEM) the Kubetrace API must be signed by, instead of the system store.", valueName: "file")) var caFile: String?
     @Option(help: "Output format: text or json.") var output = "text"
 
     func validate() throws {
@@ -40,7 +40,7 @@ struct DoctorCommand: AsyncParsableCommand {
         if let ns = cluster.namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
         connection.namespace = names.namespace
         let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
-        let tokenFromFile = try (operatorTokenFile ?? env["OPERATOR_TOKEN_FILE"]).map { try readSecretFile($0, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE") }
+        let tokenFromFile = try (operatorTokenFile ?? env["OPERATOR_TOKEN_FILE"]).map { try readCredentialFile($0, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE") }
         if let raw = apiUrl ?? env["API_URL"] {
             _ = try ExternalEndpoint.validated(raw, name: apiUrl != nil ? "--api-url" : "API_URL", allowInsecure: allowInsecureHttp, caFile: caFile)
         }
@@ -103,6 +103,7 @@ struct Doctor {
         } fix: { "kubectl apply -f kubetrace-operator.yaml (the operator recreates \(names.readOnlyServiceAccount) itself once running)" })
         checks.append(await rbacObjects())
         checks.append(await rbacPermissions())
+        checks.append(await secretWritePolicy())
         checks.append(await kubetraceAPI(deployment))
         checks.append(await credentialExpiry())
         return checks
@@ -238,6 +239,35 @@ struct Doctor {
         }
         return DoctorCheck(name: name, ok: false, found: "\(names) block\(selecting.count == 1 ? "s" : ""): \(blocked.map(\.what).joined(separator: "; "))",
                            fix: "allow these in the policy; `kubetrace-operator manifest` generates one that does (--api-server-cidr, --egress-cidr)")
+    }
+
+    /// The ValidatingAdmissionPolicy that limits the operator's Secret writes, and its binding:
+    /// present, bound with Deny, and matching the operator as installed here.
+    private func secretWritePolicy() async -> DoctorCheck {
+        let name = SecretWritePolicy.name(names)
+        let check = "admission-policy"
+        let fix = "kubectl apply --server-side -f kubetrace-operator.yaml (needs Kubernetes 1.30+, where ValidatingAdmissionPolicy is GA)"
+        do {
+            let base = "/apis/admissionregistration.k8s.io/v1"
+            let policy = try JSONValue.parse(try await client.request("GET", path: "\(base)/validatingadmissionpolicies/\(name)").body)
+            let conditions = policy["spec"]?["matchConditions"]?.arrayValue?.compactMap { $0["expression"]?.stringValue } ?? []
+            let validations = policy["spec"]?["validations"]?.arrayValue?.compactMap { $0["expression"]?.stringValue } ?? []
+            guard conditions == [SecretWritePolicy.matchCondition(names)], validations == [SecretWritePolicy.validation(names)] else {
+                return DoctorCheck(name: check, ok: false, found: "ValidatingAdmissionPolicy \(name) differs from the one the manifest installs", fix: fix)
+            }
+            let bindings = try JSONValue.parse(try await client.request("GET", path: "\(base)/validatingadmissionpolicybindings").body)["items"]?.arrayValue ?? []
+            let denying = bindings.filter {
+                $0["spec"]?["policyName"]?.stringValue == name && ($0["spec"]?["validationActions"]?.arrayValue ?? []).contains(.string("Deny"))
+            }
+            guard let binding = denying.first?["metadata"]?["name"]?.stringValue else {
+                return DoctorCheck(name: check, ok: false, found: "ValidatingAdmissionPolicy \(name) is not bound with validationActions [Deny]: the operator's Secret writes are not limited", fix: fix)
+            }
+            return DoctorCheck(name: check, ok: true, found: "\(name) limits the operator's Secret writes (binding \(binding), Deny)")
+        } catch let e as KubeClientError where e.httpStatus == 404 {
+            return DoctorCheck(name: check, ok: false, found: "ValidatingAdmissionPolicy \(name) not found: the operator's secrets create is not limited to its pull Secret", fix: fix)
+        } catch {
+            return DoctorCheck(name: check, ok: false, found: Self.describe(error), fix: fix)
+        }
     }
 
     private func rbacObjects() async -> DoctorCheck {

@@ -20,7 +20,7 @@ struct ManifestCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("File holding the registry password.", valueName: "file")) var registryPasswordFile: String?
     @Option(help: "Vultr API base URL.") var vultrApiUrl = "https://api.vultr.com"
     @Option(help: "Lifetime asked of Vultr for the pull credentials, in seconds (the operator re-mints them before they lapse).") var registryExpirySeconds = 2_592_000
-    @Option(help: ArgumentHelp("Extra CA (PEM) to trust for the Kubetrace and Vultr APIs.", valueName: "file")) var caFile: String?
+    @Option(help: ArgumentHelp("The CA (PEM) the Kubetrace and Vultr APIs must be signed by, instead of the system store.", valueName: "file")) var caFile: String?
     @Option(help: "Operator image (pin it by digest: image@sha256:…).") var image = "blr.vultrcr.com/kubetrace/kubetrace-operator:\(kubetraceVersion)"
     @Option(help: ArgumentHelp("Where to write the manifest (mode 0600), or - for stdout.", valueName: "file|-")) var output = "kubetrace-operator.yaml"
     @Option(help: "Opt-in namespaces beyond the operator's own: a,b,c or selector=LABEL_SELECTOR (env TARGET_NAMESPACES); adds their RBAC.") var targetNamespaces: String?
@@ -69,28 +69,39 @@ struct ManifestCommand: AsyncParsableCommand {
         // The kubeconfig first: a configuration error is reported before anything else.
         let config = try KubeConfig.load(explicitPath: kubeconfig, environment: env)
         let connection = try ClusterConnection.from(kubeconfig: config, context: context)
+        guard RegistryHost.isValid(registry) else {
+            throw CLIError.configuration("--registry: \"\(registry)\" is not a registry host (host or host:port, no scheme or path)")
+        }
+        // Every missing input in one message, so one run tells the whole story.
+        let clusterID = (clusterId ?? env["CLUSTER_ID"]).flatMap { $0.isEmpty ? nil : $0 }
+        let rawAPI = (apiUrl ?? env["API_URL"]).flatMap { $0.isEmpty ? nil : $0 }
+        let tokenFile = operatorTokenFile ?? env["OPERATOR_TOKEN_FILE"]
+        var missing: [String] = []
+        if clusterID == nil { missing.append("--cluster-id (or CLUSTER_ID)") }
+        if rawAPI == nil { missing.append("--api-url (or API_URL)") }
+        if tokenFile == nil { missing.append("--operator-token-file (or OPERATOR_TOKEN_FILE)") }
+        if vultrApiKeyFile == nil, registryId == nil, registryUsername == nil, registryPasswordFile == nil {
+            missing.append("registry credentials (--vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file)")
+        }
+        if !missing.isEmpty {
+            throw CLIError.configuration("missing \(missing.count == 1 ? "a required input" : "\(missing.count) required inputs"): \(missing.joined(separator: "; "))")
+        }
+        guard let clusterID, let rawAPI, let tokenFile else { return }
         do { try checkRegistryFlags() } catch let e as ValidationError { throw CLIError.configuration(e.message) }
-        guard let clusterID = clusterId ?? env["CLUSTER_ID"], !clusterID.isEmpty else {
-            throw CLIError.configuration("--cluster-id (or CLUSTER_ID) is required")
-        }
-        guard let rawAPI = apiUrl ?? env["API_URL"], !rawAPI.isEmpty else { throw CLIError.configuration("--api-url (or API_URL) is required") }
         let api = try ExternalEndpoint.validated(rawAPI, name: apiUrl != nil ? "--api-url" : "API_URL", allowInsecure: allowInsecureHttp, caFile: caFile)
-        guard let tokenFile = operatorTokenFile ?? env["OPERATOR_TOKEN_FILE"] else {
-            throw CLIError.configuration("--operator-token-file (or OPERATOR_TOKEN_FILE) is required")
-        }
-        let operatorToken = try readSecretFile(tokenFile, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE")
+        let operatorToken = try readCredentialFile(tokenFile, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE")
 
         var username: String
         var password: SecretString
         var vultrKey: SecretString?
         if let keyFile = vultrApiKeyFile, let id = registryId {
-            let key = try readSecretFile(keyFile, flag: "--vultr-api-key-file")
+            let key = try readCredentialFile(keyFile, flag: "--vultr-api-key-file")
             let vultr = try ExternalEndpoint.validated(vultrApiUrl, name: "--vultr-api-url", allowInsecure: allowInsecureHttp, caFile: caFile)
             let creds = try await VultrRegistry.dockerCredentials(vultr, apiKey: key, registryID: id, host: registry, expirySeconds: registryExpirySeconds)
             (username, password, vultrKey) = (creds.username, creds.password, key)
         } else {
             username = registryUsername ?? ""
-            password = try readSecretFile(registryPasswordFile ?? "", flag: "--registry-password-file")
+            password = try readCredentialFile(registryPasswordFile ?? "", flag: "--registry-password-file")
         }
 
         var inputs = ManifestInputs(clusterID: clusterID, apiURL: api.baseURL, operatorToken: operatorToken, image: image,
@@ -176,13 +187,9 @@ func writePrivately(_ text: String, to path: String) throws {
 }
 
 func writePrivately(_ bytes: Data, to path: String) throws {
-    let dir = (path as NSString).deletingLastPathComponent
-    let tmp = (dir.isEmpty ? "." : dir) + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: bytes, attributes: [.posixPermissions: 0o600]) else {
-        throw CLIError.configuration("--output: cannot write \(path)")
-    }
-    if rename(tmp, path) != 0 {
-        unlink(tmp)
-        throw CLIError.configuration("--output: cannot write \(path) (\(String(cString: strerror(errno))))")
+    do {
+        try PrivateFile.write(bytes, to: path)
+    } catch {
+        throw CLIError.configuration("--output: \(error)")
     }
 }

@@ -14,7 +14,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "This cluster's id (env CLUSTER_ID).") var clusterId: String?
     @Flag(help: "Allow a plain http API_URL on a loopback address.") var allowInsecureHttp = false
     @Option(help: ArgumentHelp("Operator token file (env OPERATOR_TOKEN_FILE).", valueName: "file")) var operatorTokenFile: String?
-    @Option(help: ArgumentHelp("Extra CA (PEM) to trust for the Kubetrace and Vultr APIs.", valueName: "file")) var caFile: String?
+    @Option(help: ArgumentHelp("The CA (PEM) the Kubetrace and Vultr APIs must be signed by, instead of the system store.", valueName: "file")) var caFile: String?
     @Option(help: "Where the read-only token comes from: api (the Kubetrace API) or tokenrequest (Kubernetes TokenRequest) (env TOKEN_SOURCE; default api when API_URL is set).") var tokenSource: String?
     @Option(help: "TokenRequest audience (repeatable; default the API server's).") var tokenAudience: [String] = []
     @Option(help: "TokenRequest lifetime, at least 10m.") var tokenLifetime = "1h"
@@ -46,7 +46,14 @@ struct RunCommand: AsyncParsableCommand {
         let metricsAddress = try ListenAddress.parse(metricsAddr ?? env["METRICS_ADDR"] ?? (inCluster ? ":8080" : ""), flag: metricsAddr != nil ? "--metrics-addr" : "METRICS_ADDR")
         try healthAddress?.checkAvailable(flag: healthAddr != nil ? "--health-addr" : "HEALTH_ADDR")
         if metricsAddress != healthAddress || metricsAddress?.port == 0 { try metricsAddress?.checkAvailable(flag: metricsAddr != nil ? "--metrics-addr" : "METRICS_ADDR") }
-        let connection = try cluster.loadConnection()
+        var connection = try cluster.loadConnection()
+        // Out of cluster with a state directory: the operator's own ServiceAccount token (from
+        // `identity`) is kept in it and renewed there before it expires.
+        var ownTokenFile: String?
+        if !inCluster, let state = OwnToken.stateDirectory(env), let (adopted, _) = try OwnToken.adopt(connection, stateDirectory: state) {
+            connection = adopted
+            ownTokenFile = OwnToken.tokenFile(stateDirectory: state)
+        }
         var names = ObjectNames()
         if let ns = cluster.namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
         let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
@@ -83,8 +90,10 @@ struct RunCommand: AsyncParsableCommand {
             throw CLIError.configuration("--registry-lifetime: must be at least 1m")
         }
         config.registryLifetimeSeconds = Int(registryLifetime)
-        if let file = config.operatorTokenFile, FileManager.default.contents(atPath: file) == nil {
-            throw CLIError.configuration("\(operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE"): cannot read \(file)")
+        if let file = config.operatorTokenFile {
+            // Read now, so an unreadable, empty or multi-line token is a configuration error (exit 2)
+            // before the first request, not a refresh failure after it.
+            _ = try readCredentialFile(file, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE")
         }
 
         let vultr = try ExternalEndpoint.validated(vultrApiUrl, name: "--vultr-api-url", allowInsecure: allowInsecureHttp, caFile: caFile)
@@ -194,7 +203,16 @@ struct RunCommand: AsyncParsableCommand {
             },
             metrics: { metrics.render(watchers: repair.watchStats) })
         let http = HTTPEndpoints.services(health: healthAddress, metrics: metricsAddress, probes: probes, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [service, systemd] + http, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [any Service] = [service, systemd] + http
+        if let ownTokenFile {
+            if let claims = OwnToken.claims(of: (try? String(contentsOfFile: ownTokenFile, encoding: .utf8)) ?? "") {
+                logger.info("renewing the operator's own token in the state directory", metadata: [
+                    "event": "own_token_adopted", "serviceaccount": "\(claims.namespace)/\(claims.serviceAccount)", "file": "\(ownTokenFile)",
+                    "expires_at": "\(RFC3339.format(claims.expiresAt))"])
+            }
+            services.append(OwnTokenRenewal(client: client, tokenFile: ownTokenFile, logger: logger))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { notifier.flush() }
         try await group.run()
     }

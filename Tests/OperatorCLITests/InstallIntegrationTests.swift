@@ -44,10 +44,20 @@ import Testing
             #expect(mode == 0o600)
             #expect(cluster.vultr.issuedCount == 1)
             #expect(cluster.vultr.lastExpirySeconds == 2_592_000)
-            let applied = try await runTool("kubectl", ["apply", "-f", out], environment: ["KUBECONFIG": s.kubeconfig])
+            // Server-side, as the README installs it: no last-applied-configuration annotation copies
+            // every Secret's data into the object (issue #19).
+            let applied = try await runTool("kubectl", ["apply", "--server-side", "-f", out], environment: ["KUBECONFIG": s.kubeconfig])
             #expect(applied.status == 0, "\(applied.stderr)")
-            #expect(applied.stdout.contains("deployment.apps/kubetrace-operator created"))
+            #expect(applied.stdout.contains("deployment.apps/kubetrace-operator serverside-applied"), "\(applied.stdout)")
+            #expect(applied.stdout.contains("validatingadmissionpolicy.admissionregistration.k8s.io/kubetrace-operator-secret-writes serverside-applied"), "\(applied.stdout)")
             let client = try await cliClient(cluster)
+            for name in ["kubetrace-operator", "kubetrace-registry", "kubetrace-kubeconfig"] {
+                let secret = try await client.get(Secret.self, namespace: "kubetrace-system", name: name)
+                #expect(secret.metadata.annotations?["kubectl.kubernetes.io/last-applied-configuration"] == nil, "\(name)")
+            }
+            // Applying again is a no-op, not a conflict.
+            let again = try await runTool("kubectl", ["apply", "--server-side", "-f", out], environment: ["KUBECONFIG": s.kubeconfig])
+            #expect(again.status == 0, "\(again.stderr)")
             let operatorSecret = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-operator")
             // The token file's trailing newline is trimmed.
             #expect(operatorSecret.data?["operator_token"]?.string == cluster.operatorToken)
@@ -71,13 +81,20 @@ import Testing
             func replace(_ flag: String, _ value: String) -> (inout [String]) -> Void {
                 { args in if let i = args.firstIndex(of: flag) { args[i + 1] = value } }
             }
+            func drop(_ flags: [String]) -> (inout [String]) -> Void {
+                { args in for flag in flags { if let i = args.firstIndex(of: flag) { args.removeSubrange(i ... i + 1) } } }
+            }
             let cases: [((inout [String]) -> Void, String)] = [
                 (replace("--api-url", "http://api.example.com"), "--api-url: \"http://api.example.com\" must be https"),
                 (replace("--kubeconfig", "/nonexistent"), "kubeconfig /nonexistent: cannot be read"),
                 (replace("--operator-token-file", "/nonexistent"), "--operator-token-file: cannot read /nonexistent"),
                 (replace("--vultr-api-key-file", s.dir.write("wrong", "not-the-key")), "--vultr-api-key-file: the Vultr API rejected the key (401 Invalid API token.)"),
                 (replace("--registry-id", "nope"), "--registry-id: registry \"nope\" not found by the Vultr API (404"),
-                ({ $0.removeAll { $0 == "--cluster-id" || $0 == "c-1" } }, "--cluster-id (or CLUSTER_ID) is required"),
+                ({ $0.removeAll { $0 == "--cluster-id" || $0 == "c-1" } }, "missing a required input: --cluster-id (or CLUSTER_ID)"),
+                // Every missing input in the one message (issue #19: they used to come one run at a time).
+                (drop(["--cluster-id", "--api-url", "--operator-token-file", "--vultr-api-key-file", "--registry-id"]),
+                 "missing 4 required inputs: --cluster-id (or CLUSTER_ID); --api-url (or API_URL); --operator-token-file (or OPERATOR_TOKEN_FILE); registry credentials (--vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file)"),
+                (replace("--operator-token-file", s.dir.write("multi", "kt_op_one\nInjected: header\n")), "--operator-token-file: \(s.dir.path)/multi contains a line feed at character 10"),
                 ({ $0 += ["--registry-username", "u"] }, "use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file"),
                 ({ $0 += ["--egress-cidr", "10.0.0.0/33"] }, "--egress-cidr: \"10.0.0.0/33\" is not a CIDR"),
                 ({ $0 += ["--api-server-cidr", "10.0.0.1,api.example.com"] }, "--api-server-cidr: \"api.example.com\" is not a CIDR"),
@@ -96,6 +113,55 @@ import Testing
             let down = try await run { _ in }
             #expect(down.status == 2)
             #expect(down.stderr.contains("--vultr-api-url: the Vultr API failed with 503"))
+        }
+    }
+
+    /// The install leaves no privilege path (issue #19): with selector targets the operator may
+    /// create Secrets anywhere, and the admission policy admits only its pull Secret's name and
+    /// type, so it cannot have the token controller fill a ServiceAccount token for it; and
+    /// without `escalate`/`bind` it cannot widen the read-only Role it maintains.
+    @Test func theInstallClosesThePrivilegePath() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await setup(cluster)
+            let out = "\(s.dir.path)/kubetrace-operator.yaml"
+            let r = try await runCLI(manifestArgs(s, output: out) + ["--target-namespaces", "selector=kubetrace.net/targets=yes"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let applied = try await runTool("kubectl", ["apply", "--server-side", "-f", out], environment: ["KUBECONFIG": s.kubeconfig])
+            #expect(applied.status == 0, "\(applied.stderr)")
+            let admin = try await cliClient(cluster)
+            if (try? await admin.get(Namespace.self, name: "kube-system")) == nil { _ = try await admin.create(Namespace(metadata: ObjectMeta(name: "kube-system"))) }
+            let minted = try await admin.requestToken(namespace: "kubetrace-system", serviceAccount: "kubetrace-operator", TokenRequest(audiences: [], expirationSeconds: 3600))
+            let asOperator = try await adminClient(cluster, token: minted.status!.token.value)
+
+            // The attack: a service-account-token Secret under the pull Secret's name in kube-system.
+            let attack = Secret(metadata: ObjectMeta(name: "kubetrace-registry", namespace: "kube-system", annotations: ["kubernetes.io/service-account.name": "default"]),
+                                type: "kubernetes.io/service-account-token")
+            let refused = await expectError { _ = try await asOperator.create(attack) }
+            #expect(refused?.httpStatus == 403)
+            #expect(refused?.status?.message == "secrets \"kubetrace-registry\" is forbidden: ValidatingAdmissionPolicy 'kubetrace-operator-secret-writes' with binding 'kubetrace-operator-secret-writes' denied request: "
+                + "the operator may write only the pull Secret kubetrace-registry (kubernetes.io/dockerconfigjson) and, in kubetrace-system, its Opaque Secrets kubetrace-operator and kubetrace-kubeconfig",
+                "\(String(describing: refused))")
+            #expect((try? await admin.get(Secret.self, namespace: "kube-system", name: "kubetrace-registry")) == nil, "nothing stored")
+            // Another name is refused too; the pull Secret itself is what the operator may write.
+            let other = await expectError { _ = try await asOperator.create(Secret(metadata: ObjectMeta(name: "anything", namespace: "kube-system"), type: "Opaque")) }
+            #expect(other?.httpStatus == 403)
+            let pull = Secret(metadata: ObjectMeta(name: "kubetrace-registry", namespace: "kube-system"), type: "kubernetes.io/dockerconfigjson",
+                              data: [".dockerconfigjson": SecretBytes(#"{"auths":{}}"#)])
+            _ = try await asOperator.create(pull)
+
+            // No escalate: the Role the operator restores cannot be widened by it ...
+            var readOnly = try await admin.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-readonly")
+            let desired = readOnly.rules ?? []
+            readOnly.rules = (readOnly.rules ?? []) + [PolicyRule(apiGroups: ["apps"], resources: ["deployments"], verbs: ["create", "update"])]
+            let widened = await expectError { _ = try await asOperator.update(readOnly) }
+            #expect(widened?.httpStatus == 403, "\(String(describing: widened))")
+            // ... while restoring it, and its binding, still works (the operator holds those read-only rules).
+            try await admin.delete(Role.self, namespace: "kubetrace-system", name: "kubetrace-readonly")
+            try await admin.delete(RoleBinding.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user")
+            _ = try await asOperator.create(Role(metadata: ObjectMeta(name: "kubetrace-readonly", namespace: "kubetrace-system"), rules: desired))
+            _ = try await asOperator.create(RoleBinding(metadata: ObjectMeta(name: "kubetrace-readonly-user", namespace: "kubetrace-system"),
+                                                        subjects: [Subject(kind: "ServiceAccount", name: "kubetrace-readonly-user", namespace: "kubetrace-system")],
+                                                        roleRef: RoleRef(kind: "Role", name: "kubetrace-readonly")))
         }
     }
 
@@ -193,13 +259,14 @@ import Testing
             let doctorArgs = ["doctor", "--kubeconfig", s.kubeconfig, "--namespace", "kubetrace-system", "--ca-file", s.ca, "--registry", registry]
             let healthy = try await runCLI(doctorArgs)
             #expect(healthy.status == 0, "\(healthy.stdout)\(healthy.stderr)")
-            #expect(healthy.stdout.contains("all 12 checks passed"), "\(healthy.stdout)")
+            #expect(healthy.stdout.contains("all 13 checks passed"), "\(healthy.stdout)")
+            #expect(healthy.stdout.contains("✓ admission-policy       kubetrace-operator-secret-writes limits the operator's Secret writes (binding kubetrace-operator-secret-writes, Deny)"), "\(healthy.stdout)")
             #expect(healthy.stdout.contains("✓ network-policy         kubetrace-operator allows DNS, the API server, 443 out and metrics scrapes"))
             #expect(!healthy.stdout.contains(cluster.operatorToken))
             let json = try await runCLI(doctorArgs + ["--output", "json"])
             let doc = try JSONValue.parse(Array(json.stdout.utf8))
             #expect(doc["ok"] == .bool(true))
-            #expect(doc["checks"]?.arrayValue?.count == 12)
+            #expect(doc["checks"]?.arrayValue?.count == 13)
 
             func failing() async throws -> [String] {
                 let r = try await runCLI(doctorArgs + ["--output", "json"])
@@ -229,6 +296,14 @@ import Testing
             var rb = binding
             rb.metadata = ObjectMeta(name: binding.name, namespace: "kubetrace-system")
             _ = try await client.create(rb)
+            // The admission policy unbound: the operator's Secret creates are no longer limited.
+            let bindingPath = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/kubetrace-operator-secret-writes"
+            let vapBinding = try JSONValue.parse(try await client.request("GET", path: bindingPath).body)
+            _ = try await client.request("DELETE", path: bindingPath)
+            #expect(try await failing() == ["admission-policy"])
+            var recreated = vapBinding
+            recreated["metadata"] = .object(["name": .string("kubetrace-operator-secret-writes")])
+            _ = try await client.request("POST", path: "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings", body: recreated.jsonBytes())
             // RBAC too narrow: the operator's Role loses leases.
             var role = try await client.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-operator")
             let full = role

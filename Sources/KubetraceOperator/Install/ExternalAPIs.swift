@@ -16,8 +16,8 @@ struct ExternalEndpoint: Sendable {
         switch scheme {
         case "https": break
         case "http":
-            let loopback = host == "localhost" || host.hasPrefix("127.") || host == "::1"
-            guard loopback && allowInsecure else {
+            // An address, parsed: a name such as 127.evil.example or localhost is not loopback.
+            guard CredentialChecks.isLoopbackAddress(host) && allowInsecure else {
                 throw CLIError.configuration("\(name): \"\(raw)\" must be https (plain http only to a loopback address with --allow-insecure-http)")
             }
         default:
@@ -34,16 +34,6 @@ struct ExternalEndpoint: Sendable {
     }
 }
 
-/// Reads a secret from a file: trimmed (a trailing newline is common), never empty.
-func readSecretFile(_ path: String, flag: String) throws -> SecretString {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw CLIError.configuration("\(flag): cannot read \(path)")
-    }
-    let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    guard !value.isEmpty else { throw CLIError.configuration("\(flag): \(path) is empty") }
-    return SecretString(value)
-}
-
 /// Vultr Container Registry: mint Docker credentials (`OPTIONS …/docker-credentials`).
 enum VultrRegistry {
     struct Credentials {
@@ -57,11 +47,13 @@ enum VultrRegistry {
                                                                          ("User-Agent", "kubetrace-operator/\(kubetraceVersion)")], timeout: .seconds(30))
         let response: HTTPResponse
         do {
-            response = try await CurlTransport.shared.send(request, tls: endpoint.tls)
+            // A credential answer is a few hundred bytes: 1 MiB, not the transport's 64 MiB default.
+            response = try await CurlTransport.shared.send(request, tls: endpoint.tls, maxBodyBytes: 1 << 20)
         } catch {
             throw CLIError.configuration("--vultr-api-url: \(endpoint.baseURL) cannot be reached (\(error))")
         }
-        let detail = (try? JSONValue.parse(response.body))?["error"]?.stringValue ?? ""
+        // Only the JSON error's own fields, sanitized and bounded: this text reaches logs and Events.
+        let detail = APIErrorDetail.from(response.body) ?? ""
         switch response.status {
         case 200: break
         case 401, 403: throw CLIError.configuration("--vultr-api-key-file: the Vultr API rejected the key (\(response.status) \(detail))")

@@ -31,9 +31,12 @@ public enum DesiredRBAC {
         [
             PolicyRule(apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]),
             PolicyRule(apiGroups: [""], resources: ["serviceaccounts"], verbs: ["get", "list", "watch", "create", "update", "patch"]),
-            PolicyRule(apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"], resourceNames: [names.readOnlyServiceAccount]),
+            // The read-only user's tokens, and its own (a systemd install renews its token itself).
+            PolicyRule(apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"], resourceNames: [names.readOnlyServiceAccount, names.operatorServiceAccount]),
             PolicyRule(apiGroups: ["rbac.authorization.k8s.io"], resources: ["roles", "rolebindings"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]),
-            PolicyRule(apiGroups: ["rbac.authorization.k8s.io"], resources: ["roles"], verbs: ["bind", "escalate"], resourceNames: [names.readOnlyRole]),
+            // What the read-only Role grants, so the operator can restore that Role and its binding
+            // under RBAC's escalation check: no `escalate` or `bind`, which would let it grant anything.
+            PolicyRule(apiGroups: [""], resources: ["pods/log", "services", "endpoints", "configmaps", "events"], verbs: ["get", "list", "watch"]),
             PolicyRule(apiGroups: [""], resources: ["pods"], verbs: ["get", "list", "watch", "delete"]),
             PolicyRule(apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"]),
             PolicyRule(apiGroups: [""], resources: ["events"], verbs: ["create", "patch"]),

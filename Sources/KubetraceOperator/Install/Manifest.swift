@@ -95,7 +95,7 @@ public enum ManifestRenderer {
             .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.operatorBinding)),
                   ("subjects", .list([.map([("kind", "ServiceAccount"), ("name", .string(n.operatorServiceAccount)), ("namespace", .string(n.namespace))])])),
                   ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.operatorRole))]))]),
-        ] + targetDocuments(m, rules: rules) + (m.networkPolicy.map { [networkPolicy(m, $0)] } ?? []) + [deployment(m)]
+        ] + targetDocuments(m, rules: rules) + SecretWritePolicy.documents(n) + (m.networkPolicy.map { [networkPolicy(m, $0)] } ?? []) + [deployment(m)]
     }
 
     /// RBAC in the target namespaces: a Role and RoleBinding in each listed one, or a

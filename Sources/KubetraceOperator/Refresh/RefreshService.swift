@@ -174,6 +174,9 @@ public struct RefreshService: Sendable {
         }
         let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !t.isEmpty else { throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) is empty") }
+        if let problem = CredentialChecks.headerValueProblem(t) {
+            throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) \(problem)")
+        }
         return SecretString(t)
     }
 
