@@ -41,6 +41,6 @@ export KUBECONFIG="$state/kubeconfig"
   --operator-token-file "$state/operator_token" --vultr-api-key-file "$state/vultr_api_key" \
   --registry-id devcluster-registry --vultr-api-url "$(cat "$state/vultr_api_url")" \
   --ca-file "$state/ca.crt" --output "$state/kubetrace-operator.yaml"
-kubectl apply -f "$state/kubetrace-operator.yaml" >&2
+kubectl apply --server-side -f "$state/kubetrace-operator.yaml" >&2
 exec_env=(API_URL="$(cat "$state/api_url")" CLUSTER_ID=devcluster POD_NAMESPACE=kubetrace-system)
 env "${exec_env[@]}" "$bin/kubetrace-operator" run --ca-file "$state/ca.crt" --vultr-api-url "$(cat "$state/vultr_api_url")"

@@ -89,7 +89,7 @@ struct Doctor {
         checks.append(await check("namespace") {
             _ = try await client.get(Namespace.self, name: ns)
             return "\(ns) exists"
-        } fix: { "apply the manifest: kubetrace-operator manifest … && kubectl apply -f kubetrace-operator.yaml" })
+        } fix: { "apply the manifest: kubetrace-operator manifest … && kubectl apply --server-side -f kubetrace-operator.yaml" })
         checks.append(await operatorPods(deployment))
         let pull = await pullSecret()
         checks.append(pull.check)
@@ -100,7 +100,7 @@ struct Doctor {
             _ = try await client.get(ServiceAccount.self, namespace: ns, name: names.readOnlyServiceAccount)
             _ = try await client.get(ServiceAccount.self, namespace: ns, name: names.operatorServiceAccount)
             return "\(names.readOnlyServiceAccount) and \(names.operatorServiceAccount) exist"
-        } fix: { "kubectl apply -f kubetrace-operator.yaml (the operator recreates \(names.readOnlyServiceAccount) itself once running)" })
+        } fix: { "kubectl apply --server-side -f kubetrace-operator.yaml (the operator recreates \(names.readOnlyServiceAccount) itself once running)" })
         checks.append(await rbacObjects())
         checks.append(await rbacPermissions())
         checks.append(await secretWritePolicy())
@@ -122,7 +122,7 @@ struct Doctor {
 
     private func operatorPods(_ deployment: JSONValue?) async -> DoctorCheck {
         guard deployment != nil else {
-            return DoctorCheck(name: "operator-pods", ok: false, found: "Deployment \(ns)/\(names.deployment) not found", fix: "kubectl apply -f kubetrace-operator.yaml")
+            return DoctorCheck(name: "operator-pods", ok: false, found: "Deployment \(ns)/\(names.deployment) not found", fix: "kubectl apply --server-side -f kubetrace-operator.yaml")
         }
         do {
             let pods = try await client.list(Pod.self, namespace: ns, options: ListOptions(labelSelector: "app.kubernetes.io/name=kubetrace-operator")).items
@@ -274,17 +274,17 @@ struct Doctor {
         do {
             let readOnly = try await client.get(Role.self, namespace: ns, name: names.readOnlyRole)
             guard Set(readOnly.rules ?? []) == Set(DesiredRBAC.readOnlyRules) else {
-                return DoctorCheck(name: "rbac-objects", ok: false, found: "Role \(names.readOnlyRole) differs from the desired rules", fix: "kubectl apply -f kubetrace-operator.yaml (the running operator restores it)")
+                return DoctorCheck(name: "rbac-objects", ok: false, found: "Role \(names.readOnlyRole) differs from the desired rules", fix: "kubectl apply --server-side -f kubetrace-operator.yaml (the running operator restores it)")
             }
             let binding = try await client.get(RoleBinding.self, namespace: ns, name: names.readOnlyBinding)
             let subject = Subject(kind: "ServiceAccount", name: names.readOnlyServiceAccount, namespace: ns)
             guard binding.roleRef == RoleRef(kind: "Role", name: names.readOnlyRole), binding.subjects?.contains(subject) == true else {
-                return DoctorCheck(name: "rbac-objects", ok: false, found: "RoleBinding \(names.readOnlyBinding) does not bind \(names.readOnlyServiceAccount) to \(names.readOnlyRole)", fix: "kubectl apply -f kubetrace-operator.yaml")
+                return DoctorCheck(name: "rbac-objects", ok: false, found: "RoleBinding \(names.readOnlyBinding) does not bind \(names.readOnlyServiceAccount) to \(names.readOnlyRole)", fix: "kubectl apply --server-side -f kubetrace-operator.yaml")
             }
             _ = try await client.get(RoleBinding.self, namespace: ns, name: names.operatorBinding)
             return DoctorCheck(name: "rbac-objects", ok: true, found: "Roles and RoleBindings present and correct")
         } catch {
-            return DoctorCheck(name: "rbac-objects", ok: false, found: Self.describe(error), fix: "kubectl apply -f kubetrace-operator.yaml")
+            return DoctorCheck(name: "rbac-objects", ok: false, found: Self.describe(error), fix: "kubectl apply --server-side -f kubetrace-operator.yaml")
         }
     }
 
@@ -304,7 +304,7 @@ struct Doctor {
         }
         if denied.isEmpty { return DoctorCheck(name: "rbac-permissions", ok: true, found: "\(user) has every permission the operator needs") }
         return DoctorCheck(name: "rbac-permissions", ok: false, found: "\(user) may not: \(denied.joined(separator: ", "))",
-                           fix: "grant them in Role \(names.operatorRole) (kubectl apply -f kubetrace-operator.yaml restores the generated Role)")
+                           fix: "grant them in Role \(names.operatorRole) (kubectl apply --server-side -f kubetrace-operator.yaml restores the generated Role)")
     }
 
     private func kubetraceAPI(_ deployment: JSONValue?) async -> DoctorCheck {

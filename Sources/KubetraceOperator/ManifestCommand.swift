@@ -151,7 +151,7 @@ struct ManifestCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data((notes + warning).utf8))
         } else {
             try writePrivately(yaml, to: output)
-            FileHandle.standardError.write(Data((notes + "kubetrace-operator: wrote \(output) (mode 0600); apply it with: kubectl apply -f \(output)\n" + warning).utf8))
+            FileHandle.standardError.write(Data((notes + "kubetrace-operator: wrote \(output) (mode 0600); apply it with: kubectl apply --server-side -f \(output)\n" + warning).utf8))
         }
     }
 }

@@ -78,7 +78,7 @@ struct ChaosRun: Sendable {
             group.addTask { for await c in changes { await checker.observe(c) } }
             defer { group.cancelAll() }
 
-            // Install as a user would: namespaces, the generated manifest, `kubectl apply`.
+            // Install as a user would: namespaces, the generated manifest, `kubectl apply --server-side`.
             for t in Self.targets {
                 try await kubectl.must(["create", "namespace", t])
                 try await kubectl.must(["create", "serviceaccount", "default", "-n", t])
@@ -105,7 +105,7 @@ struct ChaosRun: Sendable {
                                                          "--ca-file", caFile, "--target-namespaces", Self.targets.joined(separator: ","), "--output", manifest],
                                       environment: ["PATH": "/usr/bin:/bin", "HOME": dir])
             guard gen.status == 0 else { throw ChaosFailure("manifest failed: \(gen.stderr)") }
-            try await kubectl.must(["apply", "-f", manifest])
+            try await kubectl.must(["apply", "--server-side", "-f", manifest])
             // The operator runs with its own ServiceAccount's token: exactly the manifest's RBAC.
             let token = try await kubectl.must(["create", "token", "kubetrace-operator", "-n", Self.ns, "--duration", "24h"]).stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)

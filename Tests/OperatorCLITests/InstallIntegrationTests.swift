@@ -340,7 +340,7 @@ import Testing
             try FileManager.default.copyItem(atPath: repositoryRoot.appendingPathComponent("deploy").path, toPath: copy)
             FileManager.default.createFile(atPath: "\(copy)/secrets/operator_token", contents: Data("kt_op_example".utf8))
             FileManager.default.createFile(atPath: "\(copy)/secrets/dockerconfig.json", contents: Data(#"{"auths":{"blr.vultrcr.com":{"auth":"dTpw"}}}"#.utf8))
-            let r = try await runTool("kubectl", ["apply", "-k", copy], environment: ["KUBECONFIG": s.kubeconfig])
+            let r = try await runTool("kubectl", ["apply", "--server-side", "-k", copy], environment: ["KUBECONFIG": s.kubeconfig])
             #expect(r.status == 0, "\(r.stderr)")
             let client = try await cliClient(cluster)
             let pull = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
