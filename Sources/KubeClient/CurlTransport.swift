@@ -114,6 +114,12 @@ private final class Transfer: Sendable {
     private let loop: CurlLoop
 
     init(request: HTTPRequest, tls: TLSSettings, highWatermark: Int, loop: CurlLoop) throws {
+        // The last line of defence against header injection: libcurl sends header strings as
+        // given, so a CR or LF in a value (a credential from a Secret, say) would start another
+        // header. Callers check credentials by name first; this names only the header.
+        for (name, value) in request.headers where value.utf8.contains(where: { $0 == 0x0d || $0 == 0x0a || $0 == 0 }) {
+            throw KubeClientError(.configuration, "\(request.method) \(redactedURL(request.url)): the \(name) header holds a control character; not sent")
+        }
         guard let easy = curl_easy_init() else { throw KubeClientError(.transport, "curl_easy_init failed") }
         self.easy = easy
         self.highWatermark = highWatermark

@@ -26,7 +26,17 @@ struct CELParser {
         self.unsupportedVariables = unsupportedVariables
     }
 
+    /// Nesting of parentheses and unary operators (cel-go's parser refuses past 250, its
+    /// default `MaxRecursionDepth`); bounds the parser's and evaluator's recursion.
+    private var depth = 0
+    private static let maxDepth = 250
+    /// Tokens in one expression: a long `&&` chain is a deep tree too. Policies are short.
+    private static let maxTokens = 2_000
+
     mutating func parseAll() throws(CELCompileError) -> Node {
+        if tokens.count > Self.maxTokens {
+            throw .unsupported("an expression of more than \(Self.maxTokens) tokens", at: 0)
+        }
         let node = try expression()
         if peek.kind != .end { throw .invalid("Syntax error: extraneous input '\(text(peek))'", at: peek.offset) }
         return node
@@ -36,6 +46,9 @@ struct CELParser {
 
     private mutating func expression() throws(CELCompileError) -> Node {
         let start = peek.offset
+        depth += 1
+        defer { depth -= 1 }
+        if depth > Self.maxDepth { throw .invalid("expression recursion limit exceeded: \(Self.maxDepth)", at: start) }
         let condition = try conditionalOr()
         guard accept("?") else { return condition }
         let yes = try conditionalOr()
@@ -121,6 +134,9 @@ struct CELParser {
 
     private mutating func unary() throws(CELCompileError) -> Node {
         let token = peek
+        depth += 1
+        defer { depth -= 1 }
+        if depth > Self.maxDepth { throw .invalid("expression recursion limit exceeded: \(Self.maxDepth)", at: token.offset) }
         if accept("!") {
             let operand = try unary()
             guard operand.type.unifies(with: .bool) else { throw noOverload("!_", [operand.type], at: token.offset) }

@@ -35,6 +35,10 @@ public struct KubetraceAPIAnswer: Sendable {
         guard let token = doc["token"]?.stringValue, !token.isEmpty else {
             throw Problem(description: "the API answer has no token; keeping the current credentials")
         }
+        // It goes into a kubeconfig and from there into an Authorization header.
+        if let problem = CredentialChecks.headerValueProblem(token) {
+            throw Problem(description: "the API answer's token \(problem); keeping the current credentials")
+        }
         guard let rawExpiry = doc["expiresAt"]?.stringValue, let expiresAt = RFC3339.parse(rawExpiry) else {
             throw Problem(description: "the API answer's expiresAt is missing or not an RFC 3339 time; keeping the current credentials")
         }
@@ -52,6 +56,9 @@ public struct KubetraceAPIAnswer: Sendable {
         answer.server = doc["server"]?.stringValue
         answer.certificateAuthorityData = doc["certificateAuthorityData"]?.stringValue
         if let op = doc["operatorToken"]?.stringValue, !op.isEmpty {
+            if let problem = CredentialChecks.headerValueProblem(op) {
+                throw Problem(description: "the API answer's operatorToken \(problem); keeping the current credentials")
+            }
             answer.operatorToken = SecretString(op)
             answer.operatorTokenExpiresAt = doc["operatorTokenExpiresAt"]?.stringValue.flatMap(RFC3339.parse)
         }

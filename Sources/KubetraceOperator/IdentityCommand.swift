@@ -6,7 +6,8 @@ import KubeClient
 /// install. Run once with an admin kubeconfig, after the manifest is applied: it mints
 /// a token for the operator's ServiceAccount (bound by the manifest's RBAC and its
 /// admission policy, nothing more) and writes a kubeconfig for it, mode 0600. The
-/// running operator renews that token itself before it expires, in its state directory.
+/// running operator renews that token itself before it expires, in its state directory;
+/// the Role `kubetrace-operator-identity` (created here) lets it mint its own tokens.
 struct IdentityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity",
@@ -35,6 +36,13 @@ struct IdentityCommand: AsyncParsableCommand {
         } catch {
             throw CLIError.runtime("cannot reach the API server of \(connection.source): \(error)")
         }
+        // Renewing its own token is a right only this install gets: the manifest's Role does not
+        // hold it, so an in-cluster operator cannot mint tokens for itself that outlive its Pod.
+        do {
+            try await Self.grantSelfRenewal(client, names)
+        } catch let e as KubeClientError where e.httpStatus == 403 {
+            throw CLIError.configuration("\(connection.source): may not create Role \(names.namespace)/\(Self.roleName(names)) (\(Doctor.describe(e))); run this with an admin kubeconfig")
+        }
         let answer: TokenRequest
         do {
             answer = try await client.requestToken(namespace: names.namespace, serviceAccount: account,
@@ -55,6 +63,32 @@ struct IdentityCommand: AsyncParsableCommand {
         } else {
             try writePrivately(yaml, to: output)
             FileHandle.standardError.write(Data((note + "kubetrace-operator: wrote \(output) (mode 0600); install it with: install -m 0600 \(output) /etc/kubetrace/kubeconfig\n").utf8))
+        }
+    }
+
+    static func roleName(_ n: ObjectNames) -> String { "\(n.operatorRole)-identity" }
+
+    /// Role and RoleBinding `<operator role>-identity`: `serviceaccounts/token create` on the
+    /// operator's own ServiceAccount, bound to it. Created, or brought back to this if changed.
+    static func grantSelfRenewal(_ client: KubeClient, _ n: ObjectNames) async throws {
+        let name = roleName(n)
+        let labels = ["app.kubernetes.io/name": "kubetrace-operator", "app.kubernetes.io/managed-by": "kubetrace-operator"]
+        let rules = [PolicyRule(apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"], resourceNames: [n.operatorServiceAccount])]
+        let role = Role(metadata: ObjectMeta(name: name, namespace: n.namespace, labels: labels), rules: rules)
+        do { _ = try await client.create(role) } catch let e as KubeClientError where e.httpStatus == 409 {
+            var current = try await client.get(Role.self, namespace: n.namespace, name: name)
+            current.rules = rules
+            _ = try await client.update(current)
+        }
+        let subjects = [Subject(kind: "ServiceAccount", name: n.operatorServiceAccount, namespace: n.namespace)]
+        let binding = RoleBinding(metadata: ObjectMeta(name: name, namespace: n.namespace, labels: labels), subjects: subjects, roleRef: RoleRef(kind: "Role", name: name))
+        do { _ = try await client.create(binding) } catch let e as KubeClientError where e.httpStatus == 409 {
+            let current = try await client.get(RoleBinding.self, namespace: n.namespace, name: name)
+            if current.subjects != subjects || current.roleRef != binding.roleRef {
+                // roleRef cannot change: replace the binding.
+                try await client.delete(RoleBinding.self, namespace: n.namespace, name: name)
+                _ = try await client.create(binding)
+            }
         }
     }
 

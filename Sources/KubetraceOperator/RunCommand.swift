@@ -49,13 +49,13 @@ struct RunCommand: AsyncParsableCommand {
         var connection = try cluster.loadConnection()
         // Out of cluster with a state directory: the operator's own ServiceAccount token (from
         // `identity`) is kept in it and renewed there before it expires.
+        var names = ObjectNames()
+        if let ns = cluster.namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
         var ownTokenFile: String?
-        if !inCluster, let state = OwnToken.stateDirectory(env), let (adopted, _) = try OwnToken.adopt(connection, stateDirectory: state) {
+        if !inCluster, let state = OwnToken.stateDirectory(env), let (adopted, _) = try OwnToken.adopt(connection, stateDirectory: state, names: names) {
             connection = adopted
             ownTokenFile = OwnToken.tokenFile(stateDirectory: state)
         }
-        var names = ObjectNames()
-        if let ns = cluster.namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
         let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
 
         func duration(_ value: String?, _ flag: String, _ envName: String) throws -> TimeInterval? {

@@ -14,20 +14,23 @@ struct TrustPinningTests {
     /// Puts `pem` into the system store the way `update-ca-certificates` links a CA into
     /// libcurl's CA directory (a subject-hash link in /etc/ssl/certs), for `body` only.
     static func withSystemTrust(_ pem: String, _ body: () async throws -> Void) async throws {
+        // A link left by a run that was killed points into a removed temporary directory: drop it.
+        let certs = "/etc/ssl/certs"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: certs)) ?? [] {
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(certs)/\(entry)"),
+               target.hasSuffix("/kubetrace-trust-test-ca.pem"), !FileManager.default.fileExists(atPath: target) {
+                unlink("\(certs)/\(entry)")
+            }
+        }
         let dir = TempDir()
-        let file = dir.write("ca.pem", pem, mode: 0o644)
+        let file = dir.write("kubetrace-trust-test-ca.pem", pem, mode: 0o644)
         let hash = try await run("openssl", ["x509", "-hash", "-noout", "-in", file]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         try #require(!hash.isEmpty)
-        let stored = "/usr/local/share/ca-certificates/kubetrace-trust-test-\(getpid()).crt"
-        try pem.write(toFile: stored, atomically: true, encoding: .utf8)
         var index = 0
-        while FileManager.default.fileExists(atPath: "/etc/ssl/certs/\(hash).\(index)") { index += 1 }
-        let link = "/etc/ssl/certs/\(hash).\(index)"
-        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: stored)
-        defer {
-            unlink(link)
-            unlink(stored)
-        }
+        while FileManager.default.fileExists(atPath: "\(certs)/\(hash).\(index)") { index += 1 }
+        let link = "\(certs)/\(hash).\(index)"
+        defer { unlink(link) }
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: file)
         try await body()
     }
 

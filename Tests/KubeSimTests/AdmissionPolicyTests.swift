@@ -84,6 +84,7 @@ import Testing
         ("object.?spec == null", "optional field selection '.?' is not supported"),
         ("authorizer.group('').check('get').allowed()", "the variable 'authorizer' is not supported"),
         ("variables.x == 1", "the variable 'variables' is not supported"),
+        (Array(repeating: "true", count: 1_100).joined(separator: " && "), "an expression of more than 2000 tokens not supported"),
     ] as [(String, String)])
     func refusesUnsupported(_ source: String, _ fragment: String) {
         let error = #expect(throws: CELCompileError.self) { try eval(source) }
@@ -106,6 +107,9 @@ import Testing
         ("object.name = 'a'", "Syntax error: token recognition error at: '='"),
         ("object.metadata.name", "must evaluate to bool but got dyn"),
         ("request.name", "must evaluate to bool but got string"),
+        // Nesting is bounded, as cel-go's parser bounds it (MaxRecursionDepth 250): no stack overflow.
+        (String(repeating: "(", count: 300) + "true" + String(repeating: ")", count: 300), "expression recursion limit exceeded: 250"),
+        (String(repeating: "!", count: 300) + "true", "expression recursion limit exceeded: 250"),
     ] as [(String, String)])
     func rejectsInvalid(_ source: String, _ fragment: String) {
         let error = #expect(throws: CELCompileError.self) {

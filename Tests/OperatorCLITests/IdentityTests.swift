@@ -30,6 +30,8 @@ import Testing
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stderr.contains("a kubeconfig for system:serviceaccount:kubetrace-system:kubetrace-operator, token valid until "), "\(r.stderr)")
             #expect((try FileManager.default.attributesOfItem(atPath: kubeconfig)[.posixPermissions] as? Int) == 0o600)
+            let grant = try await admin.get(Role.self, namespace: "kubetrace-system", name: "kubetrace-operator-identity")
+            #expect(grant.rules == [PolicyRule(apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"], resourceNames: ["kubetrace-operator"])])
 
             // The kubeconfig is the operator's identity: it may read its Secrets, not list Secrets cluster-wide.
             let config = try KubeConfig.load(explicitPath: kubeconfig, environment: [:])
@@ -55,7 +57,8 @@ import Testing
             defer { op.signal(SIGTERM) }
             try await op.lines.waitFor("\"event\":\"own_token_adopted\"", timeout: .seconds(30))
             let adopted = try String(contentsOfFile: "\(state)/token", encoding: .utf8)
-            #expect(adopted == token.value + "\n")
+            let sameToken = adopted == token.value + "\n"
+            #expect(sameToken, "the state directory holds the installed token")
             #expect((try FileManager.default.attributesOfItem(atPath: "\(state)/token")[.posixPermissions] as? Int) == 0o600)
             // It works under that identity: the repair handlers sync and restore a deleted pull Secret reference.
             _ = try await admin.patch(ServiceAccount.self, namespace: "kubetrace-system", name: "kubetrace-readonly-user", .merge(.object(["imagePullSecrets": .null])))
@@ -83,26 +86,41 @@ import Testing
             var yaml = cluster.kubeconfigYAML(server: await cluster.url(), token: first.value)
             yaml = yaml.replacingOccurrences(of: "namespace: default", with: "namespace: kubetrace-system")
             let connection = try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "identity", directory: "/"))
-            let (adopted, adoptedClaims) = try #require(try OwnToken.adopt(connection, stateDirectory: state))
+            let (adopted, adoptedClaims) = try #require(try OwnToken.adopt(connection, stateDirectory: state, names: ObjectNames()))
             #expect(adoptedClaims == claims)
             guard case .tokenFile(let file) = adopted.credentials else { Issue.record("adopted as a token file"); return }
             #expect(file == "\(state)/token")
 
             let client = KubeClient(connection: adopted)
             let renewal = OwnTokenRenewal(client: client, tokenFile: file, logger: Logger(label: "test"), now: { Date().addingTimeInterval(1000) })
+            // The manifest alone does not let the operator mint its own tokens (an in-cluster
+            // operator must not outlive its Pod); `identity` grants it for the systemd install.
+            let denied = await expectError { _ = try await renewal.renewOnce(claims) }
+            #expect(denied?.httpStatus == 403, "\(String(describing: denied))")
+            try await IdentityCommand.grantSelfRenewal(admin, ObjectNames())
             let renewed = try await renewal.renewOnce(claims)
             #expect(renewed.serviceAccount == "kubetrace-operator" && renewed.namespace == "kubetrace-system")
             #expect(abs(renewed.lifetime - 1200) < 2, "the same lifetime")
             let written = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .newlines)
-            #expect(written != first.value && OwnToken.claims(of: written) == renewed)
+            let fresh = written != first.value
+            #expect(fresh, "a new token was written")
+            #expect(OwnToken.claims(of: written) == renewed)
             #expect((try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int) == 0o600)
             // The client picks the renewed token up; the renewal loop, standing past 80 %, renews at once.
             _ = try await client.get(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
             #expect(renewal.currentClaims() == renewed)
 
             // A restart prefers the later-expiring token: the renewed one over the installed kubeconfig's.
-            let (_, again) = try #require(try OwnToken.adopt(connection, stateDirectory: state))
+            let (_, again) = try #require(try OwnToken.adopt(connection, stateDirectory: state, names: ObjectNames()))
             #expect(again == renewed)
+            // Past its expiry: a configuration error that says what to do, not a 401 loop.
+            #expect(throws: CLIError.self) { _ = try OwnToken.adopt(connection, stateDirectory: state, names: ObjectNames(), now: Date().addingTimeInterval(3600)) }
+            // Another account's token (an admin ServiceAccount, say) is never adopted and kept alive.
+            _ = try await admin.create(ServiceAccount(metadata: ObjectMeta(name: "builder", namespace: "kubetrace-system")))
+            let other = try #require(try await admin.requestToken(namespace: "kubetrace-system", serviceAccount: "builder", TokenRequest(audiences: [], expirationSeconds: 1200)).status?.token)
+            let otherYAML = cluster.kubeconfigYAML(server: await cluster.url(), token: other.value)
+            let otherConnection = try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: otherYAML, file: "other", directory: "/"))
+            #expect(try OwnToken.adopt(otherConnection, stateDirectory: "\(s.dir.path)/other-state", names: ObjectNames()) == nil)
         }
     }
 

@@ -42,6 +42,9 @@ enum VultrRegistry {
     }
 
     static func dockerCredentials(_ endpoint: ExternalEndpoint, apiKey: SecretString, registryID: String, host: String, expirySeconds: Int) async throws -> Credentials {
+        if let problem = CredentialChecks.headerValueProblem(apiKey.value) {
+            throw CLIError.configuration("vultr_api_key \(problem); not sent to the Vultr API")
+        }
         let url = "\(endpoint.baseURL)/v2/registry/\(ResourceType.escape(registryID))/docker-credentials?expiry_seconds=\(expirySeconds)&read_write=false"
         let request = HTTPRequest(method: "OPTIONS", url: url, headers: [("Authorization", "Bearer \(apiKey.value)"), ("Accept", "application/json"),
                                                                          ("User-Agent", "kubetrace-operator/\(kubetraceVersion)")], timeout: .seconds(30))

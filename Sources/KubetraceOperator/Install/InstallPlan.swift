@@ -31,8 +31,7 @@ public enum DesiredRBAC {
         [
             PolicyRule(apiGroups: [""], resources: ["secrets"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]),
             PolicyRule(apiGroups: [""], resources: ["serviceaccounts"], verbs: ["get", "list", "watch", "create", "update", "patch"]),
-            // The read-only user's tokens, and its own (a systemd install renews its token itself).
-            PolicyRule(apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"], resourceNames: [names.readOnlyServiceAccount, names.operatorServiceAccount]),
+            PolicyRule(apiGroups: [""], resources: ["serviceaccounts/token"], verbs: ["create"], resourceNames: [names.readOnlyServiceAccount]),
             PolicyRule(apiGroups: ["rbac.authorization.k8s.io"], resources: ["roles", "rolebindings"], verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]),
             // What the read-only Role grants, so the operator can restore that Role and its binding
             // under RBAC's escalation check: no `escalate` or `bind`, which would let it grant anything.

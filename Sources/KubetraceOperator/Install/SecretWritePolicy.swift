@@ -13,7 +13,10 @@ enum SecretWritePolicy {
     /// The operator's user name as the API server authenticates its ServiceAccount token.
     static func operatorUser(_ n: ObjectNames) -> String { "system:serviceaccount:\(n.namespace):\(n.operatorServiceAccount)" }
 
-    static func matchCondition(_ n: ObjectNames) -> String { "request.userInfo.username == '\(operatorUser(n))'" }
+    /// Every ServiceAccount of the operator's namespace, not only the operator's own: the
+    /// operator can mint tokens for the read-only account and bind Roles there, so matching
+    /// one user name would let it write Secrets as another account of the namespace.
+    static func matchCondition(_ n: ObjectNames) -> String { "request.userInfo.username.startsWith('system:serviceaccount:\(n.namespace):')" }
 
     /// CEL; names are DNS labels/subdomains (no quotes to escape).
     static func validation(_ n: ObjectNames) -> String {
@@ -37,7 +40,7 @@ enum SecretWritePolicy {
                         ("apiGroups", .list([""])), ("apiVersions", .list(["v1"])),
                         ("operations", .list(["CREATE", "UPDATE"])), ("resources", .list(["secrets"])),
                     ])]))])),
-                    ("matchConditions", .list([.map([("name", "operator-only"), ("expression", .string(matchCondition(n)))])])),
+                    ("matchConditions", .list([.map([("name", "operator-namespace-accounts"), ("expression", .string(matchCondition(n)))])])),
                     ("validations", .list([.map([
                         ("expression", .string(validation(n))), ("message", .string(message(n))), ("reason", "Forbidden"),
                     ])])),

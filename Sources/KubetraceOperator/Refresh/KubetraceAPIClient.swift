@@ -11,6 +11,10 @@ struct KubetraceAPIClient: Sendable {
     typealias Answer = KubetraceAPIAnswer
 
     func refresh(operatorToken: SecretString, currentExpiry: Date?) async throws(RefreshFailure) -> Answer {
+        // From a file, a Secret or a rotation: wherever it came from, it must be one header line.
+        if let problem = CredentialChecks.headerValueProblem(operatorToken.value) {
+            throw RefreshFailure(kind: .unauthorized, message: "operator_token \(problem); not sent to API_URL")
+        }
         var body: [String: JSONValue] = [
             "clusterId": .string(clusterID), "operatorVersion": .string(kubetraceVersion),
             "kubeconfigSecret": .object(["namespace": .string(kubeconfigSecret.namespace), "name": .string(kubeconfigSecret.name)]),

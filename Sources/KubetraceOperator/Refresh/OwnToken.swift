@@ -50,14 +50,16 @@ enum OwnToken {
     /// kubeconfig's token and the one renewed before (a freshly installed kubeconfig
     /// wins over an older renewal; a renewal wins over the installed kubeconfig).
     /// Returns nil when there is nothing to renew.
-    static func adopt(_ connection: ClusterConnection, stateDirectory: String) throws -> (ClusterConnection, Claims)? {
+    static func adopt(_ connection: ClusterConnection, stateDirectory: String, names: ObjectNames, now: Date = Date()) throws -> (ClusterConnection, Claims)? {
         let given: SecretString
         switch connection.credentials {
         case .token(let t): given = t
         case .tokenFile(let file): given = try readCredentialFile(file, flag: "the kubeconfig's tokenFile")
         default: return nil
         }
-        guard let givenClaims = claims(of: given.value) else { return nil }
+        // Only the operator's own account: an admin ServiceAccount's token is never kept alive.
+        guard let givenClaims = claims(of: given.value), givenClaims.namespace == names.namespace,
+              givenClaims.serviceAccount == names.operatorServiceAccount else { return nil }
         let file = tokenFile(stateDirectory: stateDirectory)
         var chosen = (token: given, claims: givenClaims)
         if let data = FileManager.default.contents(atPath: file) {
@@ -66,6 +68,9 @@ enum OwnToken {
                c.expiresAt > givenClaims.expiresAt, CredentialChecks.headerValueProblem(renewed.value) == nil {
                 chosen = (renewed, c)
             }
+        }
+        guard chosen.claims.expiresAt > now else {
+            throw CLIError.configuration("\(connection.source): the token of \(names.namespace)/\(names.operatorServiceAccount) expired at \(RFC3339.format(chosen.claims.expiresAt)) (the host was off longer than its lifetime); run kubetrace-operator identity again and install its kubeconfig")
         }
         do { try PrivateFile.write(chosen.token.value + "\n", to: file) } catch {
             throw CLIError.configuration("STATE_DIRECTORY: \(error)")
@@ -90,8 +95,9 @@ struct OwnTokenRenewal: Service {
         var failures = 0
         while !Task.isCancelled {
             guard let current = currentClaims() else {
-                logger.error("the operator's own token in the state directory is unreadable; renewal stops", metadata: ["file": "\(tokenFile)"])
-                return
+                // Without it no request can authenticate for long: stop, so systemd restarts the
+                // service and the start re-adopts the installed kubeconfig's token (or says why not).
+                throw CLIError.runtime("the operator's own token in \(tokenFile) is missing or unreadable")
             }
             let wait = failures == 0 ? current.renewAt.timeIntervalSince(now()) : min(300, 5 * pow(2, Double(failures - 1)))
             if wait > 0 {
