@@ -218,9 +218,14 @@ final class PluginProcess: Sendable {
             if !outOpen && !errOpen {
                 var raw: Int32 = 0
                 let r = waitpid(pid, &raw, WNOHANG)
-                if r == pid || (r < 0 && errno != EINTR) {
+                if r == pid {
                     let exited = raw & 0x7f == 0
                     status = exited ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+                    break
+                }
+                if r < 0 && errno != EINTR {
+                    // No status to be had (ECHILD): never a success.
+                    status = -1
                     break
                 }
             }

@@ -24,8 +24,14 @@ public enum PrivateFile {
         let dir = (path as NSString).deletingLastPathComponent
         let base = (path as NSString).lastPathComponent
         let tmp = (dir.isEmpty ? "." : dir) + "/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0 ... .max))"
-        func failure(_ what: String) -> WriteError {
-            WriteError(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
+        func failure(_ what: String, _ code: Int32 = errno) -> WriteError {
+            WriteError(path: path, reason: "\(what): \(String(cString: strerror(code)))")
+        }
+        /// Closes `fd` keeping the errno of the failure being reported.
+        func failing(_ what: String, closing fd: Int32) -> WriteError {
+            let code = errno
+            close(fd)
+            return failure(what, code)
         }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else { throw failure("create") }
@@ -34,19 +40,12 @@ public enum PrivateFile {
             if !ok { unlink(tmp) }
         }
         // umask may have narrowed the mode; it can never have widened it. Set it exactly.
-        guard fchmod(fd, mode) == 0 else { close(fd); throw failure("chmod") }
-        let array = Array(bytes)
-        var written = 0
-        while written < array.count {
-            let n = array.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + written, array.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                close(fd)
-                throw failure("write")
-            }
-            written += n
-        }
-        guard fsync(fd) == 0 else { close(fd); throw failure("fsync") }
+        guard fchmod(fd, mode) == 0 else { throw failing("chmod", closing: fd) }
+        // Written from the caller's own storage where it is contiguous: no extra copy of a secret.
+        let direct: Bool? = bytes.withContiguousStorageIfAvailable { writeAll(fd, UnsafeRawBufferPointer($0)) }
+        let complete = direct ?? Array(bytes).withUnsafeBytes { writeAll(fd, $0) }
+        guard complete else { throw failing("write", closing: fd) }
+        guard fsync(fd) == 0 else { throw failing("fsync", closing: fd) }
         guard close(fd) == 0 else { throw failure("close") }
         guard rename(tmp, path) == 0 else { throw failure("rename") }
         ok = true
@@ -56,6 +55,20 @@ public enum PrivateFile {
             _ = fsync(dfd)
             close(dfd)
         }
+    }
+
+    /// Writes the whole buffer, retrying short writes and EINTR; false on an error (errno set).
+    private static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer) -> Bool {
+        var written = 0
+        while written < buffer.count {
+            let n = Foundation.write(fd, buffer.baseAddress! + written, buffer.count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            written += n
+        }
+        return true
     }
 
     public static func write(_ text: String, to path: String, mode: mode_t = 0o600) throws(WriteError) {

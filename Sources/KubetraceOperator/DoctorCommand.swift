@@ -252,7 +252,8 @@ struct Doctor {
             let policy = try JSONValue.parse(try await client.request("GET", path: "\(base)/validatingadmissionpolicies/\(name)").body)
             let conditions = policy["spec"]?["matchConditions"]?.arrayValue?.compactMap { $0["expression"]?.stringValue } ?? []
             let validations = policy["spec"]?["validations"]?.arrayValue?.compactMap { $0["expression"]?.stringValue } ?? []
-            guard conditions == [SecretWritePolicy.matchCondition(names)], validations == [SecretWritePolicy.validation(names)] else {
+            let failurePolicy = policy["spec"]?["failurePolicy"]?.stringValue ?? "Fail"
+            guard conditions == [SecretWritePolicy.matchCondition(names)], validations == [SecretWritePolicy.validation(names)], failurePolicy == "Fail" else {
                 return DoctorCheck(name: check, ok: false, found: "ValidatingAdmissionPolicy \(name) differs from the one the manifest installs", fix: fix)
             }
             let bindings = try JSONValue.parse(try await client.request("GET", path: "\(base)/validatingadmissionpolicybindings").body)["items"]?.arrayValue ?? []

@@ -23,12 +23,24 @@ struct DevClusterBench: AsyncParsableCommand {
     @Option(help: "Concurrent watchers.") var watchers = 4
     @Option(help: "Concurrent writers.") var writers = 8
     @Option(help: "Where to write the JSON figures (default: $BENCH_OUT or .build/bench.json).") var output: String?
+    @Flag(help: "Bind a ValidatingAdmissionPolicy on every Secret write first (the install's kind of policy), to measure its cost.")
+    var admissionPolicy = false
 
     func run() async throws {
         let figures = try await DevCluster.withRunning { cluster in
             let client = try await adminClient(cluster)
             let clock = ContinuousClock()
             _ = try await client.create(Namespace(metadata: ObjectMeta(name: "bench")))
+            if admissionPolicy {
+                // The shape of the install's policy (a name and a type, `||` of `&&`s), matching every writer.
+                let policy = #"{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingAdmissionPolicy","metadata":{"name":"bench"},"spec":{"failurePolicy":"Fail","#
+                    + #""matchConstraints":{"resourceRules":[{"apiGroups":[""],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],"resources":["secrets"]}]},"#
+                    + #""matchConditions":[{"name":"all","expression":"request.userInfo.username.startsWith('')"}],"#
+                    + #""validations":[{"expression":"object.metadata.name == 'kubetrace-registry' && object.type == 'kubernetes.io/dockerconfigjson' || request.namespace == 'bench' && object.metadata.name.startsWith('s-') && object.type == 'Opaque'","reason":"Forbidden"}]}}"#
+                let binding = #"{"apiVersion":"admissionregistration.k8s.io/v1","kind":"ValidatingAdmissionPolicyBinding","metadata":{"name":"bench"},"spec":{"policyName":"bench","validationActions":["Deny"]}}"#
+                _ = try await client.request("POST", path: "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies", body: Array(policy.utf8))
+                _ = try await client.request("POST", path: "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings", body: Array(binding.utf8))
+            }
 
             // 1. Fill the store.
             let t0 = clock.now
@@ -81,6 +93,7 @@ struct DevClusterBench: AsyncParsableCommand {
             }
             let events = Double(updates * watchers)
             return [
+                ("devcluster_admission_policies", admissionPolicy ? 1 : 0),
                 ("devcluster_objects", Double(objects)),
                 ("devcluster_create_per_s", Double(objects) / createSeconds),
                 ("devcluster_list_s", listSeconds),

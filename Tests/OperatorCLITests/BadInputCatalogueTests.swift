@@ -145,6 +145,8 @@ import Testing
              stderr: e + "--operator-token-file: {D}/empty is empty\n"),
         Case(name: "--api-url plain http to a host named like loopback", args: ["run", "--kubeconfig", "{K}", "--api-url", "http://127.evil.example", "--allow-insecure-http", "--cluster-id", "c"],
              stderr: e + "--api-url: \"http://127.evil.example\" must be https (plain http only to a loopback address with --allow-insecure-http)\n"),
+        Case(name: "--ca-file not a certificate", args: ["run", "--kubeconfig", "{K}", "--api-url", "https://api.example.com", "--cluster-id", "c", "--ca-file", "{D}/ca.pem"],
+             files: ["ca.pem": "not a certificate\n"], stderr: e + "--ca-file: {D}/ca.pem is not a PEM-encoded X.509 certificate\n"),
         Case(name: "--ca-file missing", args: ["run", "--kubeconfig", "{K}", "--api-url", "https://api.example.com", "--cluster-id", "c", "--ca-file", "{D}/none"],
              stderr: e + "--ca-file: cannot read {D}/none\n"),
         Case(name: "unknown option", args: ["run", "--bogus"], stderr: "Error: Unknown option '--bogus'", prefix: true),

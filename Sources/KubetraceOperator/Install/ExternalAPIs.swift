@@ -1,5 +1,6 @@
 import Foundation
 import KubeClient
+import KubeTLS
 
 /// How to reach the Kubetrace API and Vultr: base URL plus the TLS trust to use.
 struct ExternalEndpoint: Sendable {
@@ -27,6 +28,10 @@ struct ExternalEndpoint: Sendable {
         if let caFile {
             guard let pem = try? String(contentsOfFile: caFile, encoding: .utf8) else {
                 throw CLIError.configuration("--ca-file: cannot read \(caFile)")
+            }
+            // A file that is not a certificate would only fail at the first connection, as a retry.
+            guard (try? X509.validity(pem: pem)) != nil else {
+                throw CLIError.configuration("--ca-file: \(caFile) is not a PEM-encoded X.509 certificate")
             }
             tls.certificateAuthorityPEM = pem
         }
