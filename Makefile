@@ -39,12 +39,16 @@ build: deps
 
 ## test: build everything, then run every test (unit and integration, on loopback; the chaos
 ## runs and fuzz replays among them), then each fuzz target briefly so none can rot.
-## The kube-apiserver fidelity suites (each starts devclusters, operators and kubectl) run after
-## the rest, so they do not crowd the real-time refresh, leader and chaos tests on two cores.
+## Three phases, so the real-time suites (token refresh on 20 s tokens, leader handover within
+## 5 s, chaos, watchdog cadence) do not share two cores with the integration suites that start
+## devclusters, operators, kubectl and strace: first those, then the real-time ones, then the
+## kube-apiserver fidelity suites (each starts devclusters, operators and kubectl).
 FIDELITY_SUITES := ConformanceTests|KubectlFidelityTests|ZeroValueBookmarkTests
+REALTIME_SUITES := RefreshServiceTests|LeaderElectionTests|ChaosTests|RunModeTests
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --skip '$(FIDELITY_SUITES)'
+	$(SWIFT) test --skip-build --skip '$(FIDELITY_SUITES)|$(REALTIME_SUITES)'
+	$(SWIFT) test --skip-build --filter '$(REALTIME_SUITES)'
 	$(SWIFT) test --skip-build --filter '$(FIDELITY_SUITES)'
 	$(MAKE) fuzz-smoke
 
