@@ -36,11 +36,14 @@ extension ObjectStore {
     /// `updateValidation` after `rest.BeforeUpdate`, `Delete` runs `deleteValidation` after
     /// the preconditions. Writes without a user are the devcluster's own and are not admitted.
     /// The admin (system:masters) is not exempt.
+    /// `object` and `old` are built only when a policy exists: a write with none pays one lookup.
     func admitByPolicies(_ operation: String, _ kind: ResourceKind, namespace: String?, name: String,
-                         object: JSONValue?, old: JSONValue?, options: WriteOptions) throws(APIError) {
+                         object: @autoclosure () -> JSONValue?, old: @autoclosure () -> JSONValue?, options: WriteOptions) throws(APIError) {
         guard let user = options.user else { return }
         let policies = Array(stored(.validatingAdmissionPolicy).values)
         if policies.isEmpty { return }
+        let object = object()
+        let old = old()
         var a = AdmissionAttributes(operation: operation, resource: kind,
                                     kind: .init(group: kind.group, version: kind.version, kind: kind.kind),
                                     namespace: namespace ?? "", name: name, object: object, oldObject: old,

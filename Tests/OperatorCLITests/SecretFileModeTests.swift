@@ -66,6 +66,18 @@ import Testing
         }
     }
 
+    @Test func theBackupIsCreated0600() async throws {
+        try await DevCluster.withRunning { cluster in
+            let s = try await BackupRestoreTests().setup(cluster)
+            let outDir = "\(s.dir.path)/out"
+            try FileManager.default.createDirectory(atPath: outDir, withIntermediateDirectories: true)
+            let log = "\(s.dir.path)/strace.log"
+            let r = try await Self.strace(log, "kubetrace-operator", ["backup", "--kubeconfig", s.kubeconfig, "--recipient", s.key.recipient, "--output", "\(outDir)/credentials.age"])
+            #expect(r.status == 0, "\(r.stderr)")
+            Self.expectPrivate(Self.creations(in: try String(contentsOfFile: log, encoding: .utf8), under: outDir), secret: ["credentials.age"])
+        }
+    }
+
     @Test func theDevclusterStateFilesAreCreated0600() async throws {
         let dir = TempDir()
         let state = "\(dir.path)/state"
