@@ -54,7 +54,8 @@ import Testing
             try FileManager.default.copyItem(atPath: s.tokenFile, toPath: "\(credentials)/operator_token")
             let op = try OperatorProcess(["run", "--token-source", "tokenrequest", "--leader-elect", "false"], dir: s.dir, name: "op",
                                          environment: ["CREDENTIALS_DIRECTORY": credentials, "STATE_DIRECTORY": state, "POD_NAMESPACE": "kubetrace-system", "LOG_FORMAT": "json"])
-            defer { op.signal(SIGTERM) }
+            var stopped = false
+            defer { if !stopped { op.signal(SIGKILL) } }
             try await op.lines.waitFor("\"event\":\"own_token_adopted\"", timeout: .seconds(30))
             let adopted = try String(contentsOfFile: "\(state)/token", encoding: .utf8)
             let sameToken = adopted == token.value + "\n"
@@ -67,6 +68,11 @@ import Testing
                 $0?.imagePullSecrets?.contains(LocalObjectReference(name: "kubetrace-registry")) == true
             }
             #expect(repaired?.imagePullSecrets != nil)
+            // SIGTERM stops it, the renewal service included (it must not hold the graceful shutdown).
+            op.signal(SIGTERM)
+            let exit = try await within(.seconds(30), "the operator stops on SIGTERM") { await op.exited.first { _ in true } }
+            stopped = true
+            #expect(exit == 0)
             let leaked = op.lines.all.joined().contains(token.value)
             #expect(!leaked, "the token never reaches a log line")
         }

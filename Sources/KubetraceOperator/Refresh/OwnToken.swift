@@ -91,7 +91,13 @@ struct OwnTokenRenewal: Service {
     /// Injected so tests can stand at a later moment of the token's life.
     var now: @Sendable () -> Date = Date.init
 
+    /// Until the graceful shutdown: it only waits and renews, so it stops at once then (a
+    /// service that ignored it would hold the ServiceGroup's shutdown, and SIGTERM, forever).
     func run() async throws {
+        try await cancelWhenGracefulShutdown { [self] in try await renewUntilCancelled() }
+    }
+
+    private func renewUntilCancelled() async throws {
         var failures = 0
         while !Task.isCancelled {
             guard let current = currentClaims() else {
