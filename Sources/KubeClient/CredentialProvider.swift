@@ -90,14 +90,18 @@ public actor CredentialProvider {
 
 /// Reads the `exp` claim of a JWT (no signature check: only for scheduling).
 public enum JWT {
-    public static func expiry(of token: String) -> Date? {
+    /// The claims object (the base64url payload), or nil when `token` is not a JWT.
+    public static func claims(of token: String) -> JSONValue? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3 else { return nil }
         var b64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while b64.count % 4 != 0 { b64 += "=" }
-        guard let data = Data(base64Encoded: b64),
-              let claims = try? JSONDecoder().decode(JSONValue.self, from: data) else { return nil }
-        switch claims["exp"] {
+        guard let data = Data(base64Encoded: b64) else { return nil }
+        return try? JSONDecoder().decode(JSONValue.self, from: data)
+    }
+
+    public static func expiry(of token: String) -> Date? {
+        switch claims(of: token)?["exp"] {
         case .int(let e)?: return Date(timeIntervalSince1970: TimeInterval(e))
         case .double(let e)?: return Date(timeIntervalSince1970: e)
         default: return nil

@@ -295,21 +295,18 @@ public final class DevCluster: Service, Sendable {
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let server = "\(options.tls ? "https" : "http")://\(options.host):\(port)"
         // The kubeconfig holds the admin token: owner-only, written whole then renamed.
-        try Self.writeAtomically(kubeconfigYAML(server: server), to: "\(directory)/kubeconfig", mode: 0o600)
-        try Self.writeAtomically(operatorToken + "\n", to: "\(directory)/operator_token", mode: 0o600)
-        try Self.writeAtomically(vultrAPIKey + "\n", to: "\(directory)/vultr_api_key", mode: 0o600)
-        try Self.writeAtomically("\(server)\(KubetraceAPIEmulator.pathPrefix)\n", to: "\(directory)/api_url", mode: 0o644)
-        try Self.writeAtomically("\(server)\(VultrEmulator.pathPrefix)\n", to: "\(directory)/vultr_api_url", mode: 0o644)
+        try PrivateFile.write(kubeconfigYAML(server: server), to: "\(directory)/kubeconfig", mode: 0o600)
+        try PrivateFile.write(operatorToken + "\n", to: "\(directory)/operator_token", mode: 0o600)
+        try PrivateFile.write(vultrAPIKey + "\n", to: "\(directory)/vultr_api_key", mode: 0o600)
+        try PrivateFile.write("\(server)\(KubetraceAPIEmulator.pathPrefix)\n", to: "\(directory)/api_url", mode: 0o644)
+        try PrivateFile.write("\(server)\(VultrEmulator.pathPrefix)\n", to: "\(directory)/vultr_api_url", mode: 0o644)
         // Written last: its presence says the others are ready.
-        try Self.writeAtomically("\(port)\n", to: "\(directory)/port", mode: 0o644)
+        try PrivateFile.write("\(port)\n", to: "\(directory)/port", mode: 0o644)
         if let ca = certificateAuthority {
-            try Self.writeAtomically(ca.certificate.certificatePEM, to: "\(directory)/ca.crt", mode: 0o644)
+            try PrivateFile.write(ca.certificate.certificatePEM, to: "\(directory)/ca.crt", mode: 0o644)
         }
     }
 
-    static func writeAtomically(_ text: String, to path: String, mode: mode_t) throws {
-        try PrivateFile.write(text, to: path, mode: mode)
-    }
 
     /// Runs a devcluster for the duration of `body` (tests, `make run`'s fallback).
     /// Shuts down gracefully afterwards, so idle keep-alive connections close at once.

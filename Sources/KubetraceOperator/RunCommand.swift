@@ -51,10 +51,10 @@ struct RunCommand: AsyncParsableCommand {
         // `identity`) is kept in it and renewed there before it expires.
         var names = ObjectNames()
         if let ns = cluster.namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
-        var ownTokenFile: String?
-        if !inCluster, let state = OwnToken.stateDirectory(env), let (adopted, _) = try OwnToken.adopt(connection, stateDirectory: state, names: names) {
+        var ownToken: (file: String, claims: OwnToken.Claims)?
+        if !inCluster, let state = OwnToken.stateDirectory(env), let (adopted, claims) = try OwnToken.adopt(connection, stateDirectory: state, names: names) {
             connection = adopted
-            ownTokenFile = OwnToken.tokenFile(stateDirectory: state)
+            ownToken = (OwnToken.tokenFile(stateDirectory: state), claims)
         }
         let client = KubeClient(connection: connection, userAgent: "kubetrace-operator/\(kubetraceVersion)")
 
@@ -204,13 +204,11 @@ struct RunCommand: AsyncParsableCommand {
             metrics: { metrics.render(watchers: repair.watchStats) })
         let http = HTTPEndpoints.services(health: healthAddress, metrics: metricsAddress, probes: probes, logger: logger)
         var services: [any Service] = [service, systemd] + http
-        if let ownTokenFile {
-            if let claims = OwnToken.claims(of: (try? String(contentsOfFile: ownTokenFile, encoding: .utf8)) ?? "") {
-                logger.info("renewing the operator's own token in the state directory", metadata: [
-                    "event": "own_token_adopted", "serviceaccount": "\(claims.namespace)/\(claims.serviceAccount)", "file": "\(ownTokenFile)",
-                    "expires_at": "\(RFC3339.format(claims.expiresAt))"])
-            }
-            services.append(OwnTokenRenewal(client: client, tokenFile: ownTokenFile, logger: logger))
+        if let (file, claims) = ownToken {
+            logger.info("renewing the operator's own token in the state directory", metadata: [
+                "event": "own_token_adopted", "serviceaccount": "\(claims.namespace)/\(claims.serviceAccount)", "file": "\(file)",
+                "expires_at": "\(RFC3339.format(claims.expiresAt))"])
+            services.append(OwnTokenRenewal(client: client, tokenFile: file, logger: logger))
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         defer { notifier.flush() }

@@ -82,29 +82,37 @@ import Testing
         let dir = TempDir()
         let state = "\(dir.path)/state"
         let log = "\(dir.path)/strace.log"
-        // The devcluster runs until stopped: start it under strace, wait for its last state file, stop it.
+        // The devcluster runs until stopped: start it under strace, wait for its "ready" line
+        // (logged once the state is written), stop it, wait for the exit.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/strace")
         process.arguments = ["-f", "-qq", "-e", "trace=open,openat,creat", "-o", log,
                              binaryDirectory().appendingPathComponent("kubetrace-devcluster").path, "--state-dir", state]
+        let stderr = Pipe()
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr
+        let (exited, exit) = AsyncStream.makeStream(of: Int32.self)
+        process.terminationHandler = { exit.yield($0.terminationStatus); exit.finish() }
         try process.run()
         defer { if process.isRunning { process.interrupt() } }
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !FileManager.default.fileExists(atPath: "\(state)/port") {
-            try #require(ContinuousClock.now < deadline, "the devcluster wrote its state")
-            try #require(process.isRunning, "the devcluster is running")
-            try await Task.sleep(for: .milliseconds(50))
+        let lines = LogSink()
+        let reader = stderr.fileHandleForReading
+        onOwnThread {
+            var pending = Data()
+            while case let chunk = reader.availableData, !chunk.isEmpty {
+                pending.append(chunk)
+                while let nl = pending.firstIndex(of: 10) {
+                    lines.append(String(decoding: pending[..<nl], as: UTF8.self))
+                    pending = Data(pending[(nl + 1)...])
+                }
+            }
         }
+        try await lines.waitFor("kubetrace-devcluster ready", timeout: .seconds(30))
         // SIGTERM to the devcluster itself (the first pid strace logs); strace exits with it.
         let traced = try String(contentsOfFile: log, encoding: .utf8)
         let pid = try #require(traced.split(separator: " ", maxSplits: 1).first.flatMap { Int32($0) })
         kill(pid, SIGTERM)
-        while process.isRunning {
-            try #require(ContinuousClock.now < deadline + .seconds(10), "the devcluster stopped on SIGTERM")
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        _ = try await within(.seconds(30), "the devcluster stops on SIGTERM") { await exited.first { _ in true } }
         let files = Self.creations(in: try String(contentsOfFile: log, encoding: .utf8), under: state)
         Self.expectPrivate(files, secret: ["kubeconfig", "operator_token", "vultr_api_key"], public: ["port", "api_url", "ca.crt"])
     }

@@ -25,11 +25,7 @@ enum OwnToken {
     /// The ServiceAccount claims of a bound token (`kubernetes.io` claim, `iat`, `exp`); nil
     /// for anything else (a static token, an OIDC token).
     static func claims(of token: String) -> Claims? {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return nil }
-        var b64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while b64.count % 4 != 0 { b64 += "=" }
-        guard let data = Data(base64Encoded: b64), let json = try? JSONValue.parse(Array(data)),
+        guard let json = JWT.claims(of: token),
               let ns = json["kubernetes.io"]?["namespace"]?.stringValue,
               let name = json["kubernetes.io"]?["serviceaccount"]?["name"]?.stringValue,
               let iat = json["iat"]?.intValue, let exp = json["exp"]?.intValue, exp > iat else { return nil }
