@@ -49,10 +49,11 @@ public struct ReflectorOptions: Sendable {
     public var pageSize = 500
     /// A stream that delivers no byte at all for this long is dead (SPEC: `--watch-idle-timeout`).
     public var idleTimeout: Duration = .seconds(90)
-    /// Reconnect backoff: exponential with full jitter, from `initialBackoff` to `maxBackoff`.
+    /// Backoff for failed requests, 410 relists and empty short watches (a stream that delivered
+    /// anything resumes at once): exponential with full jitter, from `initialBackoff` to `maxBackoff`.
     public var initialBackoff: Duration = .milliseconds(800)
     public var maxBackoff: Duration = .seconds(30)
-    /// A watch that lasted this long resets the backoff.
+    /// A backoff this long after the previous one starts again from `initialBackoff` (client-go: 2 min).
     public var healthyAfter: Duration = .seconds(120)
     /// Server-side watch timeout range (client-go: 5–10 min).
     public var watchTimeoutSeconds: ClosedRange<Int> = 300...600
@@ -91,71 +92,58 @@ public struct Reflector<P: Projection>: Sendable {
         var needList = true
         var synced = false
         var streamingList = options.useStreamingList
-        var failures = 0
+        var restart = WatchRestartPolicy(initialBackoff: options.initialBackoff, maxBackoff: options.maxBackoff, resetAfter: options.healthyAfter)
         let clock = ContinuousClock()
         while !Task.isCancelled {
+            let ending: WatchRestartPolicy.Ending
             do {
-                if needList {
-                    var events: [WatchEvent<P>] = []
-                    if streamingList {
-                        // The initial state arrives on the watch itself; see `watch(…)`.
-                        let outcome = try await watch(&processor, channel: channel, initial: true, synced: &synced)
-                        switch outcome {
-                        case .unsupported:
-                            streamingList = false
-                            logger.debug("the server has no streaming list; using LIST then WATCH")
-                            continue
-                        case .expired:
-                            stats.relisted()
-                            continue
-                        case .ended(let lasted):
-                            // The state arrived; the stream then ended (timeout, drop, idle): resume it.
-                            needList = false
-                            stats.reconnected()
-                            failures = lasted >= options.healthyAfter ? 0 : failures
-                            continue
-                        }
-                    }
+                if needList && !streamingList {
                     let (items, rv) = try await list(&processor)
-                    events = processor.store.replace(with: items)
+                    var events = processor.store.replace(with: items)
                     processor.resourceVersion = rv
                     if !synced { events.append(.synced); synced = true; stats.markSynced() }
                     stats.add(events: events.count, resourceVersion: rv)
                     await channel.send(events)
-                    events = []
                     needList = false
                     Self.returnFreedMemory()
                 }
-                let t0 = clock.now
-                switch try await watch(&processor, channel: channel, initial: false, synced: &synced) {
+                // With `needList` and a streaming list, the initial state arrives on the watch itself.
+                let initial = needList
+                switch try await watch(&processor, channel: channel, initial: initial, synced: &synced) {
+                case .unsupported where initial:
+                    streamingList = false
+                    logger.debug("the server has no streaming list; using LIST then WATCH")
+                    continue
                 case .expired, .unsupported:
-                    needList = true
-                    stats.relisted()
+                    ending = .expired
                     logger.info("resourceVersion expired; relisting", metadata: ["resourceVersion": "\(processor.resourceVersion)"])
-                case .ended(let lasted):
-                    stats.reconnected()
-                    if clock.now - t0 >= options.healthyAfter { failures = 0 }
-                    if lasted < .seconds(1) {
-                        // As client-go: a watch that ends at once counts as a failure, so a
-                        // server that keeps closing streams never turns this into a hot loop.
-                        failures += 1
-                        try await Task.sleep(for: backoff(failures: failures, retryAfter: nil))
-                    }
+                case .ended(let lasted, let lines):
+                    // The state arrived (a streaming list ends `.ended` only after its end bookmark).
+                    needList = false
+                    ending = .closed(lasted: lasted, lines: lines)
                 }
             } catch is CancellationError where Task.isCancelled {
                 return
             } catch let e as KubeClientError where e.code == .cancelled && Task.isCancelled {
                 return
+            } catch let e as KubeClientError where e.isExpired {
+                ending = .expired
             } catch {
                 // Anything else — a CancellationError from a child that was cancelled while this
                 // task was not, too — is a failure to retry: a reflector stops only when cancelled.
-                failures += 1
-                stats.reconnected()
-                let delay = backoff(failures: failures, retryAfter: (error as? KubeClientError)?.retryAfter)
-                if let e = error as? KubeClientError, e.isExpired { needList = true }
-                logger.warning("watch failed; retrying", metadata: [
-                    "error": "\(error)", "attempt": "\(failures)", "retry_in_ms": "\(delay.milliseconds)"])
-                try? await Task.sleep(for: delay)
+                ending = .failed(retryAfter: (error as? KubeClientError)?.retryAfter)
+                logger.warning("watch failed; retrying", metadata: ["error": "\(error)", "attempt": "\(restart.failures + 1)"])
+            }
+            let decision = restart.after(ending, now: clock.now)
+            stats.reconnected()
+            if decision.relist {
+                needList = true
+                stats.relisted()
+            }
+            if let cap = decision.backoffCap {
+                let delay = max(Self.fullJitter(cap), decision.floor)
+                logger.debug("backing off before the next watch", metadata: ["attempt": "\(restart.failures)", "retry_in_ms": "\(delay.milliseconds)"])
+                do { try await Task.sleep(for: delay) } catch { return }
             }
         }
     }
@@ -164,12 +152,9 @@ public struct Reflector<P: Projection>: Sendable {
     /// freed pages back so the steady-state RSS is the store's, not the peak's.
     static func returnFreedMemory() { _ = kt_malloc_trim() }
 
-    /// Full jitter: uniform in [0, min(max, initial·2^(n-1))], never below Retry-After.
-    func backoff(failures: Int, retryAfter: Duration?) -> Duration {
-        let cap = min(options.maxBackoff, options.initialBackoff * (1 << min(failures - 1, 20)))
-        let ms = cap.milliseconds
-        let jittered = Duration.milliseconds(Int64.random(in: 0...max(ms, 1)))
-        return max(jittered, retryAfter ?? .zero)
+    /// Full jitter: uniform in [0, cap].
+    static func fullJitter(_ cap: Duration) -> Duration {
+        .milliseconds(Int64.random(in: 0...max(cap.milliseconds, 1)))
     }
 
     /// Paged LIST, decoded with simdjson.
@@ -189,7 +174,11 @@ public struct Reflector<P: Projection>: Sendable {
         return (items, rv)
     }
 
-    enum WatchOutcome { case ended(lasted: Duration), expired, unsupported }
+    enum WatchOutcome {
+        /// The stream ended after delivering `lines` lines (events, bookmarks).
+        case ended(lasted: Duration, lines: Int)
+        case expired, unsupported
+    }
 
     /// One watch request, read to its end. With `initial`, it is a streaming
     /// list: the synthetic ADDED events up to the initial-events-end bookmark
@@ -218,6 +207,7 @@ public struct Reflector<P: Projection>: Sendable {
         }
         _ = head
         processor.framer.reset()
+        let linesBefore = processor.framer.lineNumber
         // During a streaming list, build the new state aside and deliver the difference at the end.
         var initialItems: [P]? = initial ? [] : nil
         let idle = options.idleTimeout
@@ -292,20 +282,27 @@ public struct Reflector<P: Projection>: Sendable {
                 // Events already applied to the store are delivered whatever ended the stream:
                 // the next watch resumes after them.
                 await flush(&batch)
+                let ended = WatchOutcome.ended(lasted: clock.now - started, lines: processor.framer.lineNumber - linesBefore)
                 if let e = error as? LineFramer.LineTooLong {
                     logger.error("watch line too long; reconnecting", metadata: ["limit": "\(e.limit)", "line": "\(processor.framer.lineNumber + 1)"])
-                    return .ended(lasted: clock.now - started)
+                    return ended
                 }
                 if let e = error as? KubeClientError, e.code == .cancelled, watchdog.idled.load(ordering: .relaxed), !Task.isCancelled {
                     logger.info("watch idle; reconnecting", metadata: ["idle_timeout_s": "\(idle.components.seconds)"])
-                    return .ended(lasted: clock.now - started)
+                    return ended
+                }
+                if let e = error as? KubeClientError, e.code == .transport, !Task.isCancelled {
+                    // A connection cut, a GOAWAY that closed it, a reset stream: the stream ended
+                    // early but what it delivered is applied — resume after it, as after a close.
+                    logger.info("watch stream broke; resuming", metadata: ["error": "\(e)"])
+                    return ended
                 }
                 throw error
             }
             await flush(&batch)
             // A streaming list that ended before its end bookmark did not happen: try plain LIST.
             if initialItems != nil { return .unsupported }
-            return .ended(lasted: clock.now - started)
+            return .ended(lasted: clock.now - started, lines: processor.framer.lineNumber - linesBefore)
         }
     }
 }

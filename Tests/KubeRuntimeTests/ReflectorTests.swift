@@ -120,6 +120,51 @@ struct Replay {
         }
     }
 
+    /// client-go's resume rule: a watch the server cuts after delivering events
+    /// resumes at once from its last resourceVersion. Against a server that
+    /// cuts every 37 changes and keeps 50, that is the difference between
+    /// delivering every change and relisting (which loses the intermediate ones).
+    @Test func cutWatchesResumeWithoutRelisting() async throws {
+        var options = DevCluster.Options()
+        options.historyLimit = 50
+        try await DevCluster.withRunning(options) { cluster in
+            let client = try await adminClient(cluster)
+            var current: [Secret] = []
+            for i in 0..<4 { current.append(try await client.create(Secret(metadata: ObjectMeta(name: "s\(i)", namespace: "default")))) }
+            let changes = 399
+            try await withReflector(SecretProjection.self, client: client, options: ReflectorOptions(namespace: "default")) { reflector, it in
+                var replay = Replay()
+                while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
+                try await withThrowingTaskGroup(of: [String: [Int]].self) { group in
+                    group.addTask { [current] in
+                        var objects = current
+                        var written: [String: [Int]] = [:]
+                        for n in 1...changes {
+                            var s = objects[n % 4]
+                            s.data = ["n": SecretBytes("\(n)")]
+                            objects[n % 4] = try await client.update(s)
+                            written["default/\(s.name)", default: []].append(Int(objects[n % 4].metadata.resourceVersion!)!)
+                            if n % 37 == 0 { cluster.dropWatches() }
+                        }
+                        _ = try await client.create(Secret(metadata: ObjectMeta(name: "done", namespace: "default")))
+                        return written
+                    }
+                    // Bounded by the suite's time limit.
+                    while replay.objects["default/done"] == nil, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
+                    let written = try #require(try await group.next())
+                    let delivered = written.reduce(0) { sum, entry in
+                        let seen = Set(replay.seen[entry.key] ?? [])
+                        return sum + entry.value.filter(seen.contains).count
+                    }
+                    #expect(written.values.map(\.count).reduce(0, +) == changes)
+                    #expect(Double(delivered) >= 0.95 * Double(changes), "delivered \(delivered) of \(changes) changes")
+                    #expect(reflector.stats.relists == 0, "a cut watch relisted")
+                    #expect(reflector.stats.reconnects >= changes / 37, "the server cut the watch \(changes / 37) times")
+                }
+            }
+        }
+    }
+
     @Test func selectorsAndClusterWideScope() async throws {
         try await DevCluster.withRunning { cluster in
             let client = try await adminClient(cluster)
