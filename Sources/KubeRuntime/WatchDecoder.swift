@@ -20,13 +20,24 @@ public struct DecodedEntry {
     public var field: Field
     let keyBytes: UnsafeRawBufferPointer
     let valueBytes: UnsafeRawBufferPointer
+    let interner: StringInterner?
     public var key: String { String(decoding: keyBytes, as: UTF8.self) }
     public var value: String { String(decoding: valueBytes, as: UTF8.self) }
+    /// The key, sharing its storage with equal keys of other objects (label and annotation keys, data key names).
+    public var sharedKey: String { interner?.string(keyBytes) ?? key }
+    /// The value, sharing its storage with equal values of other objects: for values that
+    /// repeat across objects (namespaces, images, types), never for names or versions.
+    public var sharedValue: String { interner?.string(valueBytes) ?? value }
 
     public init(field: Field, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        self.init(field: field, key: key, value: value, interner: nil)
+    }
+
+    init(field: Field, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, interner: StringInterner?) {
         self.field = field
         self.keyBytes = key
         self.valueBytes = value
+        self.interner = interner
     }
 }
 
@@ -35,22 +46,24 @@ public struct DecodedEntry {
 /// generic metadata on the hot path.
 public struct DecodedEntries: Sequence {
     let entries: UnsafeBufferPointer<kt_entry>
+    let interner: StringInterner?
 
     public struct Iterator: IteratorProtocol {
         var index: UnsafeBufferPointer<kt_entry>.Index
         let entries: UnsafeBufferPointer<kt_entry>
+        let interner: StringInterner?
         public mutating func next() -> DecodedEntry? {
             guard index < entries.endIndex else { return nil }
             defer { index += 1 }
-            return WatchDecoder.entry(entries[index])
+            return WatchDecoder.entry(entries[index], interner: interner)
         }
     }
 
-    public func makeIterator() -> Iterator { Iterator(index: entries.startIndex, entries: entries) }
+    public func makeIterator() -> Iterator { Iterator(index: entries.startIndex, entries: entries, interner: interner) }
     public var underestimatedCount: Int { entries.count }
 
     /// No entries (a projection with only defaults).
-    public static var empty: DecodedEntries { DecodedEntries(entries: UnsafeBufferPointer(start: nil, count: 0)) }
+    public static var empty: DecodedEntries { DecodedEntries(entries: UnsafeBufferPointer(start: nil, count: 0), interner: nil) }
 }
 
 /// A decoded watch line.
@@ -71,6 +84,7 @@ public struct WatchDecodingError: Error, CustomStringConvertible, Sendable {
 /// Not thread-safe: one per reflector.
 public final class WatchDecoder {
     private let decoder: OpaquePointer
+    private let interner = StringInterner()
     /// Bytes of readable slack simdjson needs after the data.
     public static let padding = Int(kt_padding())
 
@@ -94,7 +108,7 @@ public final class WatchDecoder {
         }
         switch type {
         case "ADDED", "MODIFIED", "DELETED":
-            let p = P(entries: DecodedEntries(entries: list))
+            let p = P(entries: DecodedEntries(entries: list, interner: interner))
             guard !p.meta.name.isEmpty, !p.meta.resourceVersion.isEmpty else {
                 throw WatchDecodingError(reason: "\(type) event without metadata.name or metadata.resourceVersion")
             }
@@ -140,18 +154,19 @@ public final class WatchDecoder {
             if e.field == KT_F_LIST_RESOURCE_VERSION.rawValue { rv = Self.text(e.value, e.value_len) }
             else if e.field == KT_F_LIST_CONTINUE.rawValue { cont = Self.text(e.value, e.value_len) }
             else if e.field == KT_F_ITEM_BEGIN.rawValue {
-                if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s..<i])))) }
+                if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s..<i]), interner: interner))) }
                 start = i + 1
             }
         }
-        if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s...])))) }
+        if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s...]), interner: interner))) }
         return (items, rv, (cont?.isEmpty ?? true) ? nil : cont)
     }
 
-    static func entry(_ e: kt_entry) -> DecodedEntry {
+    static func entry(_ e: kt_entry, interner: StringInterner?) -> DecodedEntry {
         DecodedEntry(field: DecodedEntry.Field(rawValue: e.field) ?? .unknown,
                      key: UnsafeRawBufferPointer(start: e.key, count: Int(e.key_len)),
-                     value: UnsafeRawBufferPointer(start: e.value, count: Int(e.value_len)))
+                     value: UnsafeRawBufferPointer(start: e.value, count: Int(e.value_len)),
+                     interner: interner)
     }
 
     @inline(__always)

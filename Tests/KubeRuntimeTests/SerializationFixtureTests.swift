@@ -42,15 +42,17 @@ enum Fixtures {
 }
 
 /// What every projection's metadata must equal, read plainly from the JSON.
-private func expectMeta(_ m: MetaProjection, _ o: JSONValue, _ what: String) {
+private func expectMeta(_ m: MetaProjection, _ o: JSONValue, _ what: String, kept: MetadataKept) {
     let meta = o["metadata"]
     #expect(m.name == meta?["name"]?.stringValue ?? "", "\(what): name")
     #expect(m.namespace == meta?["namespace"]?.stringValue ?? "", "\(what): namespace")
     #expect(m.uid == meta?["uid"]?.stringValue ?? "", "\(what): uid")
     #expect(m.resourceVersion == meta?["resourceVersion"]?.stringValue ?? "", "\(what): resourceVersion")
-    #expect(m.labels.count == meta?["labels"]?.objectValue?.count ?? 0, "\(what): labels")
-    for (k, v) in meta?["labels"]?.objectValue ?? [:] { #expect(m.labels[k] == v.stringValue, "\(what): label \(k)") }
-    for (k, v) in meta?["annotations"]?.objectValue ?? [:] { #expect(m.annotations[k] == v.stringValue, "\(what): annotation \(k)") }
+    // A projection whose handlers read no labels or annotations keeps none.
+    #expect(m.labels.count == (kept.contains(.labels) ? meta?["labels"]?.objectValue?.count ?? 0 : 0), "\(what): labels")
+    #expect(m.annotations.count == (kept.contains(.annotations) ? meta?["annotations"]?.objectValue?.count ?? 0 : 0), "\(what): annotations")
+    if kept.contains(.labels) { for (k, v) in meta?["labels"]?.objectValue ?? [:] { #expect(m.labels[k] == v.stringValue, "\(what): label \(k)") } }
+    if kept.contains(.annotations) { for (k, v) in meta?["annotations"]?.objectValue ?? [:] { #expect(m.annotations[k] == v.stringValue, "\(what): annotation \(k)") } }
     let owners = (meta?["ownerReferences"]?.arrayValue ?? []).map { "\($0["kind"]?.stringValue ?? "")/\($0["name"]?.stringValue ?? "")" }
     #expect(m.owners.map { "\($0.kind)/\($0.name)" } == owners, "\(what): owners")
     #expect(m.deleting == (meta?["deletionTimestamp"]?.stringValue != nil), "\(what): deleting")
@@ -60,7 +62,7 @@ private func names(_ list: JSONValue?) -> [String] { (list?.arrayValue ?? []).co
 
 /// The fields each projection keeps, checked against the JSON.
 private func expectProjection<P: Projection>(_ p: P, _ o: JSONValue, _ what: String) {
-    expectMeta(p.meta, o, what)
+    expectMeta(p.meta, o, what, kept: P.metadataKept)
     switch p {
     case let s as SecretProjection:
         #expect(s.type == o["type"]?.stringValue ?? "", "\(what): type")
@@ -70,7 +72,8 @@ private func expectProjection<P: Projection>(_ p: P, _ o: JSONValue, _ what: Str
     case let pod as PodProjection:
         let spec = o["spec"]
         let containers = (spec?["containers"]?.arrayValue ?? []) + (spec?["initContainers"]?.arrayValue ?? [])
-        #expect(pod.images == containers.map { $0["image"]?.stringValue ?? "" }, "\(what): images")
+        let images = containers.map { $0["image"]?.stringValue ?? "" }
+        #expect(pod.images == images.enumerated().filter { !images[..<$0.offset].contains($0.element) }.map(\.element), "\(what): distinct images")
         #expect(pod.serviceAccountName == spec?["serviceAccountName"]?.stringValue ?? "", "\(what): serviceAccountName")
         #expect(pod.imagePullSecrets == names(spec?["imagePullSecrets"]), "\(what): imagePullSecrets")
         let statuses = (o["status"]?["containerStatuses"]?.arrayValue ?? []) + (o["status"]?["initContainerStatuses"]?.arrayValue ?? [])
