@@ -37,4 +37,5 @@ static inline int kt_curl_msg_done(CURLMsg *msg, CURL **easy, CURLcode *result) 
 
 static inline size_t kt_curl_writefunc_pause(void) { return CURL_WRITEFUNC_PAUSE; }
 static inline int kt_curl_http_version_2tls(void) { return CURL_HTTP_VERSION_2TLS; }
+static inline int kt_curl_http_version_2_0(void) { return CURL_HTTP_VERSION_2_0; }
 #endif

@@ -21,6 +21,13 @@ public final class CurlTransport: Sendable {
         loop = CurlLoop()
     }
 
+    /// Streams stopped because their reader left them paused on a shared HTTP/2 connection
+    /// longer than `sharedConnectionStallLimit` (each resumed later by its watcher).
+    public var stalledStreamsStopped: Int { loop.stalledStreamsStopped.load(ordering: .relaxed) }
+
+    /// How long one paused stream may hold its HTTP/2 connection before it is stopped.
+    public static var sharedConnectionStallLimit: Duration { CurlLoop.sharedConnectionStallLimit }
+
     /// Sends a request and buffers the whole response body (at most `maxBodyBytes`).
     public func send(_ request: HTTPRequest, tls: TLSSettings = TLSSettings(), maxBodyBytes: Int = 64 << 20) async throws -> HTTPResponse {
         let (head, body) = try await stream(request, tls: tls)
@@ -98,6 +105,8 @@ private final class Transfer: Sendable {
         var chunkIndex = 0
         var buffered = 0
         var paused = false
+        /// When the transfer was paused on a multiplexed (HTTP/2) connection.
+        var pausedOnSharedConnection: ContinuousClock.Instant?
         var bodyWaiter: CheckedContinuation<[UInt8]?, any Error>?
         var completion: Result<Void, KubeClientError>?
         var cancelled = false
@@ -308,6 +317,7 @@ private final class Transfer: Sendable {
             if s.cancelled { return 0 }
             if s.buffered >= highWatermark {
                 s.paused = true
+                if isMultiplexed { s.pausedOnSharedConnection = .now }
                 return Int(kt_curl_writefunc_pause())
             }
             if let w = s.bodyWaiter, s.chunkIndex == s.chunks.count {
@@ -354,6 +364,33 @@ private final class Transfer: Sendable {
         if let (w, r) = body { w.resume(with: r) }
     }
 
+    /// The response came over HTTP/2, where this transfer shares its connection.
+    private var isMultiplexed: Bool {
+        var version = 0
+        _ = kt_curl_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
+        return version >= Int(kt_curl_http_version_2_0())
+    }
+
+    /// Paused on a shared connection for at least `limit`. libcurl 7.88 grants every HTTP/2 stream
+    /// a 32 MiB window (lib/http2.c `HTTP2_HUGE_WINDOW_SIZE`) and, for a paused stream, keeps what
+    /// the server sends within it in its own buffers: measured, 8.7 MB beyond this transfer's
+    /// 4 MiB after 42 MB were sent to one paused watch (the other streams kept flowing, probes in
+    /// 2–34 ms). So a stream paused this long is stopped (libcurl resets it), which bounds that
+    /// memory; what the transfer buffered is still delivered, then an error its watcher resumes from.
+    func stallsSharedConnection(now: ContinuousClock.Instant, limit: Duration) -> Bool {
+        state.withLock { s in
+            guard s.paused, let since = s.pausedOnSharedConnection else { return false }
+            return now - since >= limit
+        }
+    }
+
+    /// Whether a pause on a shared connection is still on (false once the reader caught up).
+    var isPausedOnSharedConnection: Bool { state.withLock { $0.paused && $0.pausedOnSharedConnection != nil } }
+
+    func stoppedAsStalled(after limit: Duration) -> KubeClientError {
+        KubeClientError(.transport, "\(method) \(redactedURL(url)): the reader fell \(highWatermark >> 10) KiB behind for \(limit.components.seconds) s; the stream was stopped so the other requests on its HTTP/2 connection keep flowing")
+    }
+
     func transportError(_ code: CURLcode) -> KubeClientError {
         let detail = String(cString: errorBuffer)
         let text = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
@@ -364,12 +401,19 @@ private final class Transfer: Sendable {
 }
 
 private extension Transfer.State {
+    /// Takes the oldest chunk. Its slot is emptied at once and the taken slots are dropped
+    /// as they pile up: under a firehose the queue is never empty, and a slot that kept its
+    /// chunk would hold on to the whole stream.
     mutating func pop() -> [UInt8] {
         let c = chunks[chunkIndex]
+        chunks[chunkIndex] = []
         chunkIndex += 1
         buffered -= c.count
         if chunkIndex == chunks.count {
             chunks.removeAll(keepingCapacity: true)
+            chunkIndex = 0
+        } else if chunkIndex >= 64, chunkIndex * 2 >= chunks.count {
+            chunks.removeFirst(chunkIndex)
             chunkIndex = 0
         }
         return c
@@ -378,6 +422,7 @@ private extension Transfer.State {
     mutating func unpauseIfDrained(low: Int) -> Bool {
         guard paused, buffered <= low else { return false }
         paused = false
+        pausedOnSharedConnection = nil
         return true
     }
 }
@@ -411,6 +456,9 @@ private final class CurlLoop: Sendable {
 
     nonisolated(unsafe) private let multi: UnsafeMutableRawPointer
     private let ops = ThreadLock<[Op]>([])
+    /// How long one paused stream may hold its HTTP/2 connection (see `stallsSharedConnection`).
+    static let sharedConnectionStallLimit: Duration = .seconds(1)
+    let stalledStreamsStopped = Atomic<Int>(0)
 
     init() {
         Self.globalInit
@@ -463,7 +511,20 @@ private final class CurlLoop: Sendable {
                 let outcome: Result<Void, KubeClientError> = result == CURLE_OK ? .success(()) : .failure(t.transportError(result))
                 t.finish(outcome)
             }
-            curl_multi_poll(multi, nil, 0, 1000, nil)
+            // Streams paused on a shared connection: stop those that held it too long.
+            var pausedShared = false
+            if attached.count > 1 {
+                let now = ContinuousClock.now
+                for (easy, t) in attached where t.isPausedOnSharedConnection {
+                    pausedShared = true
+                    guard t.stallsSharedConnection(now: now, limit: Self.sharedConnectionStallLimit) else { continue }
+                    attached.removeValue(forKey: easy)
+                    curl_multi_remove_handle(multi, easy)
+                    t.finish(.failure(t.stoppedAsStalled(after: Self.sharedConnectionStallLimit)))
+                    stalledStreamsStopped.wrappingAdd(1, ordering: .relaxed)
+                }
+            }
+            curl_multi_poll(multi, nil, 0, pausedShared ? 100 : 1000, nil)
         }
     }
 }
