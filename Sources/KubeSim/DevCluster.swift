@@ -1,7 +1,6 @@
-public import Foundation
+import Foundation
 import Hummingbird
 import HummingbirdCore
-import HummingbirdTLS
 import KubeClient
 public import KubeTLS
 public import Logging
@@ -30,6 +29,10 @@ public final class DevCluster: Service, Sendable {
         public var streamingList = true
         /// Serve a certificate that expired an hour ago (clients must refuse it).
         public var expiredServingCertificate = false
+        /// Offer HTTP/2 over TLS, as kube-apiserver does (false: HTTP/1.1 only, as `--disable-http2-serving`).
+        public var http2 = true
+        /// An HTTP/2 connection with no open stream this long gets GOAWAY and is closed (kube-apiserver: 90 s).
+        public var http2IdleTimeout: Duration = .seconds(90)
         public init() {}
     }
 
@@ -43,6 +46,8 @@ public final class DevCluster: Service, Sendable {
     let tokens: ServiceAccountTokens
     /// Failed requests and latency, switched on by tests.
     public let faults = FaultInjector()
+    /// The client connections, counted and reachable by the connection faults.
+    let connections = HTTPConnections()
     /// SPEC §4's Kubetrace API, under `/kubetrace-api`.
     public let kubetraceAPI: KubetraceAPIEmulator
     /// Vultr's registry credentials endpoint, under `/vultr`.
@@ -166,6 +171,35 @@ public final class DevCluster: Service, Sendable {
     /// Fault injection: every open watch ends mid-stream.
     public func dropWatches() { store.hub.dropAll() }
 
+    /// Fault injection: every open HTTP/2 connection goes away as a kube-apiserver's does when its
+    /// `--goaway-chance` filter (k8s.io/apiserver `pkg/server/filters/goaway.go`) marks a response
+    /// `Connection: close`: x/net/http2 then sends GOAWAY(NO_ERROR) naming the highest stream the
+    /// client opened, serves the streams up to it to their end and closes the connection
+    /// `goAwayTimeout` (1 s) after the last one. Watches never end on their own, so here they end
+    /// cleanly (END_STREAM, as a watch whose timeout passed) right after the GOAWAY; clients must
+    /// resume them on a new connection. Returns once every GOAWAY is sent.
+    public func goAway() async { await connections.goAwayAll() }
+
+    /// Fault injection: RST_STREAM with INTERNAL_ERROR on one HTTP/2 watch — the oldest open one
+    /// whose path (without the query) starts with `watchPathPrefix` — as x/net/http2 resets a
+    /// stream whose handler panicked (`handlerPanicRST` → `ErrCodeInternal`); other streams on
+    /// its connection go on. Returns the watch's path, or nil when no such watch is open.
+    @discardableResult
+    public func resetStream(watchPathPrefix: String) async -> String? {
+        await connections.resetOldestWatch(pathPrefix: watchPathPrefix, code: .internalError)
+    }
+
+    /// Client connections accepted and not yet closed, and how many of them speak HTTP/2.
+    public var openConnections: (total: Int, http2: Int) { connections.open }
+
+    /// Client connections accepted since start, and how many of them negotiated HTTP/2.
+    public var acceptedConnections: (total: Int, http2: Int) { connections.accepted }
+
+    /// Returns once the open connections satisfy `condition` (tests wait for a reconnect to settle).
+    public func waitForOpenConnections(_ condition: @escaping @Sendable ((total: Int, http2: Int)) -> Bool) async {
+        await connections.wait(until: condition)
+    }
+
     /// Fault injection: history is forgotten, so the next resume gets `410 Expired`.
     public func compactHistory() async { await store.compactHistory() }
 
@@ -194,6 +228,9 @@ public final class DevCluster: Service, Sendable {
     /// Returns once at least `count` watches are open (tests wait for an outside watcher to connect).
     public func waitForWatches(_ count: Int) async { await store.hub.waitForWatches(count) }
 
+    /// Returns once at most `count` watches are open (a client stopped one).
+    public func waitForWatches(atMost count: Int) async { await store.hub.waitForWatches(atMost: count) }
+
     /// Returns once at least `count` watches have been opened since start (tests observe reconnects).
     public func waitForWatchesOpened(_ count: Int) async { await store.hub.waitForWatchesOpened(count) }
 
@@ -217,6 +254,12 @@ public final class DevCluster: Service, Sendable {
     func control(_ action: String, _ params: [String: String]) async throws {
         switch action {
         case "drop-watches": dropWatches()
+        case "goaway": await goAway()
+        case "reset-stream":
+            guard let path = params["path"], !path.isEmpty else { throw APIError.badRequest("reset-stream needs path=<watch path prefix>") }
+            guard await resetStream(watchPathPrefix: path) != nil else {
+                throw APIError(404, "NotFound", "no open HTTP/2 watch under \"\(path)\"")
+            }
         case "compact": await compactHistory()
         case "restart": await restart()
         case "latency": faults.setLatency(.milliseconds(Int(params["ms"] ?? "0") ?? 0))
@@ -239,28 +282,31 @@ public final class DevCluster: Service, Sendable {
             }
         case "vultr":
             if let status = params["fail"].flatMap(Int.init) { vultr.failNext(status: status) }
-        default: throw APIError.badRequest("unknown fault \"\(action)\" (drop-watches, compact, restart, latency, fail, clear)")
+        default: throw APIError.badRequest("unknown fault \"\(action)\" (drop-watches, goaway, reset-stream, compact, restart, latency, fail, clear)")
         }
     }
 
     private func makeApplication(port: Int) throws -> some Service {
         let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, streamingList: options.streamingList, kubetraceAPI: kubetraceAPI, vultr: vultr,
                                   serverInfo: { [unowned self] in (await self.url(), self.certificateAuthority.map { Data($0.certificate.certificatePEM.utf8).base64EncodedString() }) }, control: { [unowned self] in try await self.control($0, $1) })
-        let server: HTTPServerBuilder
+        var tls: TLSConfiguration?
         if let serving {
-            var tls = TLSConfiguration.makeServerConfiguration(
+            var config = TLSConfiguration.makeServerConfiguration(
                 certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(serving.certificatePEM.utf8), format: .pem))],
                 privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(serving.privateKey.pem.utf8), format: .pem)))
-            tls.applicationProtocols = ["http/1.1"]
             // Idle pooled client connections never answer close_notify; do not wait 5 s for them on shutdown.
-            tls.shutdownTimeout = .milliseconds(200)
+            config.shutdownTimeout = .milliseconds(200)
             if options.requireClientCertificate, let ca = certificateAuthority {
-                tls.certificateVerification = .noHostnameVerification
-                tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(ca.certificate.certificatePEM.utf8), format: .pem)])
+                config.certificateVerification = .noHostnameVerification
+                config.trustRoots = .certificates([try NIOSSLCertificate(bytes: Array(ca.certificate.certificatePEM.utf8), format: .pem)])
             }
-            server = try .tls(.http1(), tlsConfiguration: tls)
-        } else {
-            server = .http1()
+            tls = config
+        }
+        // ALPN (h2, http/1.1) over TLS, HTTP/1.1 in plain mode: see DevClusterChannel.
+        let (tlsConfiguration, http2, connections) = (tls, options.http2, connections)
+        let idle = TimeAmount.milliseconds(options.http2IdleTimeout.components.seconds * 1000 + options.http2IdleTimeout.components.attoseconds / 1_000_000_000_000_000)
+        let server = HTTPServerBuilder { responder in
+            try DevClusterChannel(tls: tlsConfiguration, http2: http2, idleTimeout: idle, connections: connections, responder: responder)
         }
         return Application(
             responder: responder, server: server,

@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 
 /// Faults a test can switch on: failed requests, added latency. (Dropping
-/// watches, compacting history and restarting live on `DevCluster`.)
+/// watches, compacting history, restarting and the HTTP/2 connection faults —
+/// `goAway()`, `resetStream(watchPathPrefix:)` — live on `DevCluster`.)
 public final class FaultInjector: Sendable {
     public struct FailureRule: Sendable {
         public var remaining: Int

@@ -20,6 +20,9 @@ struct DevClusterCommand: AsyncParsableCommand {
     @Flag(help: "Serve plain HTTP instead of HTTPS.")
     var insecureHttp = false
 
+    @Flag(help: "Serve HTTPS as HTTP/1.1 only (kube-apiserver's --disable-http2-serving); HTTP/2 is offered by default.")
+    var disableHttp2Serving = false
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port: must be between 0 and 65535") }
     }
@@ -29,6 +32,7 @@ struct DevClusterCommand: AsyncParsableCommand {
         var options = DevCluster.Options()
         options.port = port
         options.tls = !insecureHttp
+        options.http2 = !disableHttp2Serving
         options.stateDirectory = stateDir
         let logger = Logger(label: "kubetrace.devcluster")
         let cluster = try DevCluster(options: options, logger: logger)

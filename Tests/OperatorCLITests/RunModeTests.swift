@@ -170,6 +170,8 @@ import Testing
             #expect(health > 0 && metrics > 0 && health != metrics)
             let healthz = try await runTool("curl", ["-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(health)/healthz"])
             #expect(healthz.stdout == "ok\n\n200", "\(healthz.stdout)")
+            // Ready comes before the election is won (a standby is ready too): read the role after it.
+            try await op.lines.waitFor("\"event\":\"leader_acquired\"", timeout: .seconds(30))
             let readyz = try await runTool("curl", ["-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(health)/readyz"])
             #expect(readyz.stdout.hasSuffix("200") && readyz.stdout.hasPrefix("ok: leader"), "\(readyz.stdout)")
             let wrongPort = try await runTool("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(health)/metrics"])
