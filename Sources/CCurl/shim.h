@@ -25,6 +25,7 @@ static inline CURLcode kt_curl_setopt_blob(CURL *h, CURLoption o, const void *da
 }
 static inline CURLcode kt_curl_getinfo_long(CURL *h, CURLINFO i, long *out) { return curl_easy_getinfo(h, i, out); }
 static inline CURLcode kt_curl_getinfo_ptr(CURL *h, CURLINFO i, void **out) { return curl_easy_getinfo(h, i, out); }
+
 static inline CURLMcode kt_curl_multi_setopt_long(CURLM *m, CURLMoption o, long v) { return curl_multi_setopt(m, o, v); }
 
 /// CURLMsg holds a union; Swift sees it awkwardly, so flatten the one case we read.

@@ -149,6 +149,8 @@ private final class Transfer: Sendable {
             connectTo = curl_slist_append(nil, "\(serverName):\(port):\(host):\(port)")
         }
         self.url = url
+        let parts = URLComponents(string: url)
+        origin = "\(parts?.scheme ?? "")://\(parts?.host ?? ""):\(parts?.port ?? (parts?.scheme == "http" ? 80 : 443))"
 
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for (name, value) in request.headers { list = curl_slist_append(list, "\(name): \(value)") }
@@ -364,6 +366,12 @@ private final class Transfer: Sendable {
         if let (w, r) = body { w.resume(with: r) }
     }
 
+    /// `scheme://host:port` of the URL: transfers that may share a connection.
+    let origin: String
+
+    /// The response came over HTTP/2 (loop thread only).
+    var isOnHTTP2: Bool { isMultiplexed }
+
     /// The response came over HTTP/2, where this transfer shares its connection.
     private var isMultiplexed: Bool {
         var version = 0
@@ -511,13 +519,16 @@ private final class CurlLoop: Sendable {
                 let outcome: Result<Void, KubeClientError> = result == CURLE_OK ? .success(()) : .failure(t.transportError(result))
                 t.finish(outcome)
             }
-            // Streams paused on a shared connection: stop those that held it too long.
+            // Streams paused on a shared connection: stop those that held it too long. Shared means
+            // another HTTP/2 transfer to the same origin (libcurl 7.88 names no connection of a
+            // transfer in progress; multiplexed transfers to one origin share one, as a rule).
             var pausedShared = false
             if attached.count > 1 {
                 let now = ContinuousClock.now
                 for (easy, t) in attached where t.isPausedOnSharedConnection {
                     pausedShared = true
                     guard t.stallsSharedConnection(now: now, limit: Self.sharedConnectionStallLimit) else { continue }
+                    guard attached.contains(where: { $0.key != easy && $0.value.origin == t.origin && $0.value.isOnHTTP2 }) else { continue }
                     attached.removeValue(forKey: easy)
                     curl_multi_remove_handle(multi, easy)
                     t.finish(.failure(t.stoppedAsStalled(after: Self.sharedConnectionStallLimit)))

@@ -282,6 +282,12 @@ public struct Reflector<P: Projection>: Sendable {
                 // Events already applied to the store are delivered whatever ended the stream:
                 // the next watch resumes after them.
                 await flush(&batch)
+                // A streaming list cut before its end bookmark delivered no state: retry it as a
+                // failure; a line too long for the framer is fetched by paged LIST instead.
+                if initialItems != nil {
+                    if error is LineFramer.LineTooLong { return .unsupported }
+                    throw error
+                }
                 let ended = WatchOutcome.ended(lasted: clock.now - started, lines: processor.framer.lineNumber - linesBefore)
                 if let e = error as? LineFramer.LineTooLong {
                     logger.error("watch line too long; reconnecting", metadata: ["limit": "\(e.limit)", "line": "\(processor.framer.lineNumber + 1)"])

@@ -9,16 +9,12 @@
 /// decoder; not thread-safe.
 final class StringInterner {
     static let maxValueBytes = 128
+    /// Values kept at most; the table starts at 64 slots and doubles up to twice this.
     static let capacity = 1 << 13
 
-    private var slots: [String?]
-    private var hashes: [Int]
-    private var count = 0
-
-    init() {
-        slots = Array(repeating: nil, count: Self.capacity * 2)
-        hashes = Array(repeating: 0, count: Self.capacity * 2)
-    }
+    private var slots: [String?] = Array(repeating: nil, count: 64)
+    private var hashes: [Int] = Array(repeating: 0, count: 64)
+    private(set) var count = 0
 
     func string(_ bytes: UnsafeRawBufferPointer) -> String {
         // Inline strings share nothing; long ones are rarely repeated.
@@ -26,22 +22,39 @@ final class StringInterner {
         var hasher = Hasher()
         hasher.combine(bytes: bytes)
         let hash = hasher.finalize()
-        let mask = slots.count - 1
-        var i = hash & mask
+        var i = hash & (slots.count - 1)
         while let existing = slots[i] {
             if hashes[i] == hash, Self.equal(existing, bytes) { return existing }
-            i = (i + 1) & mask
+            i = (i + 1) & (slots.count - 1)
         }
         let s = String(decoding: bytes, as: UTF8.self)
         if count == Self.capacity {
-            for j in slots.indices { slots[j] = nil }
+            // Full: start again (what was shared stays shared).
+            slots = Array(repeating: nil, count: 64)
+            hashes = Array(repeating: 0, count: 64)
             count = 0
-            i = hash & mask
+        } else if (count + 1) * 2 > slots.count {
+            grow()
         }
+        insert(s, hash: hash)
+        return s
+    }
+
+    private func insert(_ s: String, hash: Int) {
+        var i = hash & (slots.count - 1)
+        while slots[i] != nil { i = (i + 1) & (slots.count - 1) }
         slots[i] = s
         hashes[i] = hash
         count += 1
-        return s
+    }
+
+    /// Doubles the table (load stays at most one half).
+    private func grow() {
+        let old = zip(slots, hashes)
+        slots = Array(repeating: nil, count: slots.count * 2)
+        hashes = Array(repeating: 0, count: hashes.count * 2)
+        count = 0
+        for (s, h) in old { if let s { insert(s, hash: h) } }
     }
 
     private static func equal(_ s: String, _ bytes: UnsafeRawBufferPointer) -> Bool {

@@ -20,6 +20,11 @@
 /// resourceVersion (a 410 still relists), and a stream broken by a transport
 /// error mid-way resumes like a closed one instead of relisting.
 ///
+/// One addition, a safety valve client-go does not have: after `shortWatchLimit` watches in a
+/// row that each ended within a second (whatever they delivered), the next resume backs off,
+/// so a server that ends every watch after one line cannot turn the reflector into a loop
+/// bounded only by the round trip.
+///
 /// Pure: the caller supplies the time and applies the jitter.
 struct WatchRestartPolicy: Sendable {
     enum Ending: Equatable {
@@ -45,6 +50,9 @@ struct WatchRestartPolicy: Sendable {
     /// Backoffs in the current episode.
     private(set) var failures = 0
     private var lastBackoff: ContinuousClock.Instant?
+    /// Watches in a row that ended within a second.
+    private var shortInARow = 0
+    static let shortWatchLimit = 50
 
     init(initialBackoff: Duration, maxBackoff: Duration, resetAfter: Duration) {
         self.initialBackoff = initialBackoff
@@ -53,8 +61,9 @@ struct WatchRestartPolicy: Sendable {
     }
 
     mutating func after(_ ending: Ending, now: ContinuousClock.Instant) -> Decision {
+        if case .closed(let lasted, _) = ending, lasted < .seconds(1) { shortInARow += 1 } else { shortInARow = 0 }
         switch ending {
-        case .closed(let lasted, let lines) where lines > 0 || lasted >= .seconds(1):
+        case .closed(let lasted, let lines) where (lines > 0 || lasted >= .seconds(1)) && shortInARow <= Self.shortWatchLimit:
             return Decision(relist: false, backoffCap: nil)
         case .closed:
             return Decision(relist: false, backoffCap: backoff(now: now))

@@ -177,8 +177,10 @@ public final class DevCluster: Service, Sendable {
     /// client opened, serves the streams up to it to their end and closes the connection
     /// `goAwayTimeout` (1 s) after the last one. Watches never end on their own, so here they end
     /// cleanly (END_STREAM, as a watch whose timeout passed) right after the GOAWAY; clients must
-    /// resume them on a new connection. Returns once every GOAWAY is sent.
-    public func goAway() async { await connections.goAwayAll() }
+    /// resume them on a new connection. With `endingWatches: false`, exactly what the filter does:
+    /// its comment says in-flight long-running requests "will not be influenced", so the watches
+    /// go on on the old connection while new requests open another. Returns once every GOAWAY is sent.
+    public func goAway(endingWatches: Bool = true) async { await connections.goAwayAll(endingWatches: endingWatches) }
 
     /// Fault injection: RST_STREAM with INTERNAL_ERROR on one HTTP/2 watch — the oldest open one
     /// whose path (without the query) starts with `watchPathPrefix` — as x/net/http2 resets a
@@ -228,9 +230,6 @@ public final class DevCluster: Service, Sendable {
     /// Returns once at least `count` watches are open (tests wait for an outside watcher to connect).
     public func waitForWatches(_ count: Int) async { await store.hub.waitForWatches(count) }
 
-    /// Returns once at most `count` watches are open (a client stopped one).
-    public func waitForWatches(atMost count: Int) async { await store.hub.waitForWatches(atMost: count) }
-
     /// Returns once at least `count` watches have been opened since start (tests observe reconnects).
     public func waitForWatchesOpened(_ count: Int) async { await store.hub.waitForWatchesOpened(count) }
 
@@ -254,7 +253,7 @@ public final class DevCluster: Service, Sendable {
     func control(_ action: String, _ params: [String: String]) async throws {
         switch action {
         case "drop-watches": dropWatches()
-        case "goaway": await goAway()
+        case "goaway": await goAway(endingWatches: params["watches"] != "keep")
         case "reset-stream":
             guard let path = params["path"], !path.isEmpty else { throw APIError.badRequest("reset-stream needs path=<watch path prefix>") }
             guard await resetStream(watchPathPrefix: path) != nil else {

@@ -22,6 +22,9 @@ final class HTTP2ConnectionManager: ChannelDuplexHandler {
         /// `DevCluster.goAway()`: as kube-apiserver's `--goaway-chance` filter does it, and then
         /// the open watches end as a server that timed them out ends them.
         case fault
+        /// `DevCluster.goAway(endingWatches: false)`: exactly the filter's GOAWAY — in-flight
+        /// long-running requests go on on this connection until they end by themselves.
+        case faultKeepingWatches
         /// No stream for `IdleTimeout` (x/net/http2 `idleTimerMsg` → `goAway(ErrCodeNo)`).
         case idle
         /// The server is shutting down or restarting (`ChannelShouldQuiesceEvent`).

@@ -125,10 +125,10 @@ final class HTTPConnections: Sendable {
 
     /// GOAWAY on every open HTTP/2 connection (see `HTTP2ConnectionManager.goAway`); returns
     /// once each has been sent.
-    func goAwayAll() async {
+    func goAwayAll(endingWatches: Bool = true) async {
         let managers = state.withLock { $0.open.values.compactMap(\.http2) }
         for m in managers {
-            try? await m.eventLoop.submit { m.value.goAway(.fault) }.get()
+            try? await m.eventLoop.submit { m.value.goAway(endingWatches ? .fault : .faultKeepingWatches) }.get()
         }
     }
 }

@@ -143,31 +143,7 @@ final class WatchHub: Sendable {
         }
     }
 
-    func remove(_ id: Int) {
-        let open = subscribers.withLock { s -> Int in
-            s.removeValue(forKey: id)
-            return s.count
-        }
-        let ready = fewerWaiters.withLock { w -> [CheckedContinuation<Void, Never>] in
-            defer { w.removeAll { $0.count >= open } }
-            return w.filter { $0.count >= open }.map(\.continuation)
-        }
-        for c in ready { c.resume() }
-    }
-
-    private let fewerWaiters = Mutex<[(count: Int, continuation: CheckedContinuation<Void, Never>)]>([])
-
-    /// Returns once at most `count` watches are open (a client stopped one).
-    func waitForWatches(atMost count: Int) async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = fewerWaiters.withLock { w -> Bool in
-                if self.count <= count { return true }
-                w.append((count, c))
-                return false
-            }
-            if now { c.resume() }
-        }
-    }
+    func remove(_ id: Int) { _ = subscribers.withLock { $0.removeValue(forKey: id) } }
 
     /// Delivers one change to every watcher it concerns, translating selector
     /// transitions: an object that stops matching is DELETED for that watcher,

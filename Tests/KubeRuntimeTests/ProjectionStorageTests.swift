@@ -46,6 +46,7 @@ import Testing
             if Array(s.utf8).withUnsafeBytes({ interner.string($0) }) != s { wrong += 1 }
         }
         #expect(wrong == 0)
+        #expect(interner.count <= StringInterner.capacity)
         let long = String(repeating: "x", count: StringInterner.maxValueBytes + 1)
         #expect(Array(long.utf8).withUnsafeBytes { interner.string($0) } == long)
     }

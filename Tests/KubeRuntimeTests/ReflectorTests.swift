@@ -5,6 +5,7 @@ import KubeRuntime
 import KubeSim
 import KubetraceTestKit
 import Logging
+import Synchronization
 import Testing
 
 var quiet: Logger {
@@ -162,6 +163,52 @@ struct Replay {
                     #expect(reflector.stats.reconnects >= changes / 37, "the server cut the watch \(changes / 37) times")
                 }
             }
+        }
+    }
+
+    /// A streaming list cut before its initial-events-end bookmark delivered no state: the
+    /// reflector must not take the partial list for the state (nor resume after it), but
+    /// list again and announce `synced` once, with the whole list.
+    @Test func aStreamingListCutBeforeItsEndIsListedAgain() async throws {
+        let attempts = Atomic<Int>(0)
+        @Sendable func added(_ name: String, _ rv: Int) -> String {
+            LoopbackHTTPServer.chunk(#"{"type":"ADDED","object":{"kind":"Secret","apiVersion":"v1","metadata":{"name":"\#(name)","namespace":"default","resourceVersion":"\#(rv)"},"type":"Opaque"}}"# + "\n")
+        }
+        let server = try LoopbackHTTPServer { write in
+            let n = attempts.wrappingAdd(1, ordering: .relaxed).newValue
+            _ = write("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            _ = write(added("b", 7))
+            if n == 1 { return }  // cut: the connection closes mid-body, before the end bookmark
+            _ = write(added("a", 5))
+            _ = write(LoopbackHTTPServer.chunk(#"{"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"9","annotations":{"k8s.io/initial-events-end":"true"}}}}"# + "\n"))
+            // Then the watch stays open, quiet, until the client goes.
+            while write(LoopbackHTTPServer.chunk("\n")) { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        defer { server.close() }
+        let yaml = """
+        apiVersion: v1
+        kind: Config
+        current-context: c
+        clusters: [{name: c, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
+        contexts: [{name: c, context: {cluster: c, user: u}}]
+        users: [{name: u, user: {token: t}}]
+        """
+        let client = KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "k", directory: "/")))
+        var ro = ReflectorOptions(namespace: "default")
+        ro.initialBackoff = .milliseconds(5)
+        try await withReflector(SecretProjection.self, client: client, options: ro) { reflector, it in
+            var replay = Replay()
+            var events: [String] = []
+            while replay.synced == 0, let batch = try await it.next() {
+                for e in batch {
+                    replay.apply(e)
+                    events.append(e.projection.map { "\(e.typeName) \($0.meta.name)" } ?? "synced")
+                }
+            }
+            #expect(events.sorted() == ["added a", "added b", "synced"], "\(events)")
+            #expect(replay.objects == ["default/a": "5", "default/b": "7"])
+            #expect(attempts.load(ordering: .relaxed) == 2)
+            #expect(reflector.stats.resourceVersion == "9")
         }
     }
 

@@ -22,8 +22,20 @@ import Testing
         #expect(p.after(.expired, now: t0 + .seconds(2)) == .init(relist: true, backoffCap: .milliseconds(3200)))
         // A delivering stream in between neither grows nor resets the episode (client-go resets on time only).
         _ = p.after(.closed(lasted: .milliseconds(1), lines: 5), now: t0 + .seconds(3))
-        for i in 0..<10 { _ = p.after(.failed(retryAfter: nil), now: t0 + .seconds(4 + i)) }
+        #expect(p.after(.failed(retryAfter: nil), now: t0 + .seconds(4)).backoffCap == .milliseconds(6400))
+        for i in 0..<10 { _ = p.after(.failed(retryAfter: nil), now: t0 + .seconds(5 + i)) }
         #expect(p.after(.failed(retryAfter: nil), now: t0 + .seconds(20)).backoffCap == .seconds(30))
+    }
+
+    @Test func aServerEndingEveryWatchAtOnceIsBackedOffAfterFiftyInARow() {
+        var p = policy()
+        for i in 0..<WatchRestartPolicy.shortWatchLimit {
+            #expect(p.after(.closed(lasted: .milliseconds(2), lines: 1), now: t0 + .milliseconds(i)).backoffCap == nil)
+        }
+        #expect(p.after(.closed(lasted: .milliseconds(2), lines: 1), now: t0 + .seconds(1)).backoffCap == .milliseconds(800))
+        // A watch that lasted ends the run.
+        #expect(p.after(.closed(lasted: .seconds(2), lines: 1), now: t0 + .seconds(3)).backoffCap == nil)
+        #expect(p.after(.closed(lasted: .milliseconds(2), lines: 1), now: t0 + .seconds(4)).backoffCap == nil)
     }
 
     @Test func twoMinutesWithoutABackoffStartsAgain() {
