@@ -75,3 +75,50 @@ public final class DatagramListener: @unchecked Sendable {
         }
     }
 }
+
+/// A child process run to its end and timed as a whole, from spawn to exit (start-up
+/// included). (Not its peak RSS: after a vfork-style spawn, `wait4`'s maximum includes
+/// the spawning process's own; a child reports its `VmHWM` itself.)
+public struct MeasuredRun: Sendable {
+    public var status: Int32
+    public var wallSeconds: Double
+    public var stdout: String
+
+    /// Runs `argv` (`argv[0]` looked up in PATH) with `environment`, capturing stdout;
+    /// stderr is the caller's.
+    public static func run(_ argv: [String], environment: [String: String]) throws -> MeasuredRun {
+        var pipeFDs: [Int32] = [0, 0]
+        guard pipe(&pipeFDs) == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let started = ContinuousClock.now
+        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
+        close(pipeFDs[1])
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO)
+        }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        close(pipeFDs[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let wall = ContinuousClock.now - started
+        let exited = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return MeasuredRun(status: exited, wallSeconds: Double(wall.components.seconds) + Double(wall.components.attoseconds) / 1e18,
+                           stdout: String(decoding: out, as: UTF8.self))
+    }
+}

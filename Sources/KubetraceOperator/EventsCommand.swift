@@ -24,7 +24,7 @@ struct EventsCommand: ClusterCommand {
     @Option(help: "Exit 0 once this many added/modified/deleted events were delivered.")
     var maxEvents: Int?
 
-    @Option(help: ArgumentHelp("json: one line per event; summary: no per-event lines, one JSON line at exit with counts by type, the sum of the resourceVersions and the seconds from the first request to the last event.", valueName: "json|summary"))
+    @Option(help: ArgumentHelp("json: one line per event; summary: no per-event lines, one JSON line at exit with counts by type, the sum of the resourceVersions, the seconds from the first request to the last event and, with --max-events, the resident memory in MB when the last event arrived; the peak resident memory in MB.", valueName: "json|summary"))
     var output = "json"
 
     static let kinds = ["secrets", "serviceaccounts", "pods"]
@@ -87,6 +87,8 @@ final class EventPrinter: Sendable {
         var byType: [String: Int] = [:]
         var resourceVersionSum = 0
         var lastEvent: ContinuousClock.Instant?
+        /// Resident memory when the last event was delivered (the store still held).
+        var residentBytesAtLastEvent: Int?
     }
     private let state = Mutex(Tally())
     private let limit: Int?
@@ -119,8 +121,23 @@ final class EventPrinter: Sendable {
                 t.resourceVersionSum &+= Int(p.meta.resourceVersion) ?? 0
                 t.lastEvent = .now
             }
-            return limit.map { t.count >= $0 } ?? false
+            let done = limit.map { t.count >= $0 } ?? false
+            if done && summary { t.residentBytesAtLastEvent = Self.residentBytes() }
+            return done
         }
+    }
+
+    /// The resident set now (`VmRSS`) or its peak so far (`VmHWM`), from /proc/self/status.
+    /// (Not getrusage: after a vfork-style spawn its maximum includes the parent's.)
+    static func residentBytes(_ field: String = "VmRSS:") -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }),
+              let kb = Int(line.split(separator: " ").dropFirst().first ?? "") else { return nil }
+        return kb * 1024
+    }
+
+    private static func megabytes(_ bytes: Int?) -> JSONValue {
+        bytes.map { .double((Double($0) / 1_048_576 * 10).rounded() / 10) } ?? .null
     }
 
     /// The `--output summary` line.
@@ -133,6 +150,8 @@ final class EventPrinter: Sendable {
             "by_type": .object(t.byType.mapValues { .int($0) }),
             "resource_version_sum": .int(t.resourceVersionSum),
             "seconds": .double(seconds),
+            "rss_mb": Self.megabytes(t.residentBytesAtLastEvent),
+            "peak_rss_mb": Self.megabytes(Self.residentBytes("VmHWM:")),
         ])
         FileHandle.standardOutput.write(Data(line.jsonBytes() + [10]))
     }

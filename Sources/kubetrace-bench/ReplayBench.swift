@@ -14,7 +14,7 @@ import Synchronization
 struct ReplayBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "replay", abstract: "Pod watch stream over loopback: ours vs curl, the Python client, lightkube and kopf.")
 
-    @Option(help: "Pod events in the recorded stream.") var events = 20_000
+    @Option(help: "Pod events in the recorded stream.") var events = 30_000
     @Option(help: "Consumers, comma-separated: ours, curl, python-client, lightkube, kopf.") var peers = "curl,ours,python-client,lightkube,kopf"
     @Option(help: "Directory of the peer scripts.") var peerScripts = "scripts/bench-peers"
     @Option(help: "Where to write the JSON figures.") var output: String?
@@ -54,7 +54,7 @@ struct ReplayBench: AsyncParsableCommand {
                 case "curl":
                     let p = try runPeer("/usr/bin/env", ["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
                                                          "http://127.0.0.1:\(port)/api/v1/namespaces/bench/pods?watch=1&close=1"], env: [:])
-                    let parts = p.split(separator: " ").compactMap { Double($0) }
+                    let parts = p.stdout.split(separator: " ").compactMap { Double($0) }
                     guard parts.count == 2, Int(parts[0]) == stream.count else { throw ValidationError("curl read \(p)") }
                     out.append(("replay_curl_mb_per_s", parts[0] / parts[1] / 1e6))
                     print("curl: \(String(format: "%.0f", parts[0] / parts[1] / 1e6)) MB/s (\(Int(parts[0])) bytes)")
@@ -75,18 +75,23 @@ struct ReplayBench: AsyncParsableCommand {
             }
             for peer in peers.split(separator: ",").map(String.init) {
                 // Best of three for the consumers that take seconds at most (as `decode`); kopf once (30 s).
+                // Timed as whole processes, from spawn to exit: start-up included.
                 var best: PeerResult?
                 for _ in 0..<(peer == "kopf" || peer == "curl" ? 1 : 3) {
                     guard let r = try runOnce(peer) else { continue }
                     guard r.events == events, r.resourceVersionSum == expectedSum else {
                         throw ValidationError("\(peer) saw \(r.events) events (rv sum \(r.resourceVersionSum)), expected \(events) (\(expectedSum))")
                     }
-                    if best.map({ r.seconds < $0.seconds }) ?? true { best = r }
+                    if best.map({ r.wallSeconds < $0.wallSeconds }) ?? true { best = r }
                 }
                 guard let r = best else { continue }
-                let rate = Double(r.events) / r.seconds
+                let rate = Double(r.events) / r.wallSeconds
                 rates[peer] = rate
-                print("\(peer): \(Int(rate)) events/s (\(String(format: "%.3f", r.seconds)) s, all \(r.events) events seen)")
+                print("\(peer): \(Int(rate)) events/s as a whole process (\(String(format: "%.3f", r.wallSeconds)) s; \(String(format: "%.3f", r.seconds)) s from its first request to its last event\(r.ownPeakRSSMegabytes.map { "; peak RSS \(Int($0)) MB" } ?? ""))")
+                if peer == "ours" {
+                    if let peak = r.ownPeakRSSMegabytes { out.append(("replay_peak_rss_mb", peak)) }
+                    if let final = r.finalRSSMegabytes { out.append(("replay_final_rss_mb", final)) }
+                }
             }
             let key = ["ours": "replay_pod_events_per_s", "python-client": "python_client_events_per_s", "lightkube": "lightkube_events_per_s", "kopf": "kopf_events_per_s"]
             for (peer, rate) in rates { out.append((key[peer]!, rate)) }
@@ -105,7 +110,28 @@ struct ReplayBench: AsyncParsableCommand {
 struct PeerResult {
     var events: Int
     var resourceVersionSum: Int
+    /// As the consumer reports it: from its first request to its last event.
     var seconds: Double
+    /// The whole process, spawn to exit.
+    var wallSeconds = 0.0
+    /// Ours only: resident memory when the last event arrived (the store held), and its
+    /// own peak (`VmHWM`: wait4's maximum counts the spawning bench's memory too).
+    var finalRSSMegabytes: Double?
+    var ownPeakRSSMegabytes: Double?
+
+    static func parse(_ run: MeasuredRun) throws -> PeerResult {
+        var r = try parse(run.stdout)
+        r.wallSeconds = run.wallSeconds
+        return r
+    }
+
+    private static func megabytes(_ v: JSONValue?) -> Double? {
+        switch v {
+        case .double(let d)?: return d
+        case .int(let i)?: return Double(i)
+        default: return nil
+        }
+    }
 
     static func parse(_ output: String) throws -> PeerResult {
         guard let line = output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
@@ -119,26 +145,20 @@ struct PeerResult {
         case .int(let i)?: seconds = Double(i)
         default: seconds = 0
         }
-        return PeerResult(events: events, resourceVersionSum: sum, seconds: seconds)
+        var r = PeerResult(events: events, resourceVersionSum: sum, seconds: seconds)
+        if let mb = megabytes(json["rss_mb"]) { r.finalRSSMegabytes = mb }
+        if let mb = megabytes(json["peak_rss_mb"]) { r.ownPeakRSSMegabytes = mb }
+        return r
     }
 }
 
-/// Runs a peer to completion (10 minutes at most) and returns its stdout.
-func runPeer(_ executable: String, _ args: [String], env: [String: String]) throws -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = args
+/// Runs a peer to completion, measured as a whole process (wall time, peak RSS).
+func runPeer(_ executable: String, _ args: [String], env: [String: String]) throws -> MeasuredRun {
     var e = ProcessInfo.processInfo.environment
     e.merge(env) { _, n in n }
-    p.environment = e
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.standardError
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { throw ValidationError("\(args.prefix(3).joined(separator: " ")) exited \(p.terminationStatus)") }
-    return String(decoding: data, as: UTF8.self)
+    let run = try MeasuredRun.run([executable] + args, environment: e)
+    guard run.status == 0 else { throw ValidationError("\(args.prefix(3).joined(separator: " ")) exited \(run.status)") }
+    return run
 }
 
 /// The replay server: the API surface the consumers touch (discovery, the `bench`

@@ -21,6 +21,7 @@ import Testing
         let scripts = repositoryRoot.appendingPathComponent("scripts/bench-peers").path
         let replay = try await bench(["replay", "--events", "300", "--peers", "curl,ours", "--peer-scripts", scripts], out)
         #expect(replay["replay_pod_events_per_s"] != nil && replay["replay_curl_mb_per_s"] != nil)
+        #expect(replay["replay_peak_rss_mb"] != nil && replay["replay_final_rss_mb"] != nil)
         let repair = try await bench(["repair", "--trials", "6", "--namespaces", "3", "--interval-ms", "20", "--peers", "ours"], out)
         #expect(repair["repair_p50_ms"] != nil && repair["repair_p99_ms"] != nil)
         // One file accumulates every run's figures.

@@ -206,6 +206,10 @@ func runCLI(_ args: [String], environment: [String: String] = [:], timeout: Dura
             let summaryLines = summary.stdout.split(separator: "\n")
             #expect(summaryLines.count == 1, "\(summary.stdout)")
             let json = try JSONValue.parse(Array((summaryLines.first ?? "").utf8))
+            // With --max-events: the resident memory when the last event arrived, and the peak (VmHWM).
+            let rss = json["rss_mb"].flatMap { if case .double(let d) = $0 { d } else { $0.intValue.map(Double.init) } } ?? 0
+            let peak = json["peak_rss_mb"].flatMap { if case .double(let d) = $0 { d } else { $0.intValue.map(Double.init) } } ?? 0
+            #expect(rss > 1 && peak >= rss, "\(summary.stdout)")
             #expect(json["events"] == .int(5))
             #expect(json["by_type"]?["added"] == .int(5))
             #expect(json["resource_version_sum"] == .int(rvs))
