@@ -1,7 +1,6 @@
 public import AsyncAlgorithms
 public import KubeClient
 public import Logging
-import CMalloc
 import Foundation
 import Synchronization
 
@@ -150,7 +149,7 @@ public struct Reflector<P: Projection>: Sendable {
 
     /// A full (re)list allocates and frees a copy of the whole state; hand the
     /// freed pages back so the steady-state RSS is the store's, not the peak's.
-    static func returnFreedMemory() { _ = kt_malloc_trim() }
+    static func returnFreedMemory() { ProcessMemory.returnFreed() }
 
     /// Full jitter: uniform in [0, cap].
     static func fullJitter(_ cap: Duration) -> Duration {

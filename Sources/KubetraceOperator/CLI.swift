@@ -1,6 +1,7 @@
 public import ArgumentParser
 import Foundation
 import KubeClient
+import KubeRuntime
 import Logging
 
 /// The product version, sent as `User-Agent: kubetrace-operator/<version>`.
@@ -37,6 +38,8 @@ public enum KubetraceCLI {
     }
 
     public static func main(_ arguments: [String] = processArguments()) async -> Never {
+        // Before any cache is built (see `Reflector.useOneMallocArena`).
+        ProcessMemory.useOneMallocArena()
         // Logging is set up once, before parsing: the format comes from the arguments or LOG_FORMAT.
         let environment = ProcessInfo.processInfo.environment
         do {

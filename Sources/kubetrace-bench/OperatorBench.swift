@@ -57,7 +57,10 @@ struct OperatorBench: AsyncParsableCommand {
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: bin)
                 p.arguments = ["run", "--kubeconfig", kubeconfig, "--namespace", namespace, "--token-source", "tokenrequest", "--leader-elect", "false"]
-                p.environment = ["PATH": "/usr/bin:/bin", "HOME": dir, "NOTIFY_SOCKET": notify.path, "LOG_FORMAT": "json"]
+                var env = ["PATH": "/usr/bin:/bin", "HOME": dir, "NOTIFY_SOCKET": notify.path, "LOG_FORMAT": "json"]
+                // Allocator tuning under test (e.g. MALLOC_ARENA_MAX) passes through.
+                for (k, v) in ProcessInfo.processInfo.environment where k.hasPrefix("MALLOC_") || k.hasPrefix("GLIBC_TUNABLES") { env[k] = v }
+                p.environment = env
                 p.standardOutput = FileHandle.nullDevice
                 p.standardError = FileHandle.nullDevice
                 let clock = ContinuousClock()

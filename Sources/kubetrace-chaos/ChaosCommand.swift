@@ -17,7 +17,7 @@ struct ChaosCommand: AsyncParsableCommand {
     @Option(help: "Seconds of faults.") var duration = 40
     @Option(help: "Seconds every damage must be repaired within once the faults stop (failure backoff per object reaches 16-32 s under this mix).") var recoveryBound = 45
     @Option(help: "Seconds the operator may take to exit after SIGTERM.") var stopBound = 20
-    @Option(help: "Most resident memory the operator may use, in MB (the manifest's limit is 224Mi).") var memoryLimitMb = 224.0
+    @Option(help: "Most resident memory the operator may use, in MB (the manifest's limit is 192Mi).") var memoryLimitMb = 192.0
     @Option(help: "Seconds any damage must be repaired within, even while faults go on.") var repairBound = 60
     @Option(help: "Most operator writes one repair may take (a fight loop shows as more).") var writeLimit = 4
     @Option(help: "Where to write the summary as JSON.") var summary: String?

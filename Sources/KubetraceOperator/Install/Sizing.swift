@@ -3,16 +3,17 @@ public import KubeClient
 
 /// Memory for the operator container, from the number of objects it caches.
 ///
-/// The rule (measured by `kubetrace-bench operator`: 47 MB resident idle, 73 MB
-/// with 22,000 cached objects, 1,248 B per object): working set = 48 MiB +
-/// 1,250 B × objects; request = working set × 1.5, rounded up to 16 MiB;
+/// The rule (measured by `kubetrace-bench operator`, 2026-12-06: 43 MB resident idle
+/// and 55 MB with 22,000 cached objects for a static-stdlib build, 565 B per object;
+/// a dynamically linked build is about 6 MB larger idle): working set = 48 MiB +
+/// 600 B × objects; request = working set × 1.5, rounded up to 16 MiB;
 /// limit = 2 × request (room for a relist, when old and new lists briefly coexist).
 public struct MemorySizing: Sendable, Equatable {
     public var requestMiB: Int
     public var limitMiB: Int
 
     public static let baselineMiB = 48.0
-    public static let bytesPerObject = 1_250.0
+    public static let bytesPerObject = 600.0
     public static let headroom = 1.5
     /// The cluster the defaults are for.
     public static let defaultObjects = 20_000
