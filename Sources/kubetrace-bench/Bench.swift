@@ -25,9 +25,13 @@ struct DevClusterBench: AsyncParsableCommand {
     @Option(help: "Where to write the JSON figures (default: $BENCH_OUT or .build/bench.json).") var output: String?
     @Flag(help: "Bind a ValidatingAdmissionPolicy on every Secret write first (the install's kind of policy), to measure its cost.")
     var admissionPolicy = false
+    @Flag(help: "Serve HTTPS as HTTP/1.1 only (the devcluster's --disable-http2-serving), to compare with HTTP/2.")
+    var disableHttp2Serving = false
 
     func run() async throws {
-        let figures = try await DevCluster.withRunning { cluster in
+        var options = DevCluster.Options()
+        options.http2 = !disableHttp2Serving
+        let figures = try await DevCluster.withRunning(options) { cluster in
             let client = try await adminClient(cluster)
             let clock = ContinuousClock()
             _ = try await client.create(Namespace(metadata: ObjectMeta(name: "bench")))
