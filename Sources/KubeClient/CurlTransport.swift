@@ -396,7 +396,7 @@ private final class Transfer: Sendable {
     var isPausedOnSharedConnection: Bool { state.withLock { $0.paused && $0.pausedOnSharedConnection != nil } }
 
     func stoppedAsStalled(after limit: Duration) -> KubeClientError {
-        KubeClientError(.transport, "\(method) \(redactedURL(url)): the reader fell \(highWatermark >> 10) KiB behind for \(limit.components.seconds) s; the stream was stopped so the other requests on its HTTP/2 connection keep flowing")
+        KubeClientError(.transport, "\(method) \(redactedURL(url)): the reader fell \(highWatermark >> 10) KiB behind for \(limit.components.seconds) s; the stream was stopped, so libcurl does not go on buffering it on the shared HTTP/2 connection; resume it when read again")
     }
 
     func transportError(_ code: CURLcode) -> KubeClientError {
