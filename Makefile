@@ -40,11 +40,11 @@ build: deps
 ## test: build everything, then run every test (unit and integration, on loopback; the chaos
 ## runs and fuzz replays among them), then each fuzz target briefly so none can rot.
 ## Three phases, so the real-time suites (token refresh on 20 s tokens, leader handover within
-## 5 s, chaos, watchdog cadence) do not share two cores with the integration suites that start
+## 5 s, chaos, watchdog cadence, the repair limiter's 10 s window) do not share two cores with the integration suites that start
 ## devclusters, operators, kubectl and strace: first those, then the real-time ones, then the
 ## kube-apiserver fidelity suites (each starts devclusters, operators and kubectl).
 FIDELITY_SUITES := ConformanceTests|KubectlFidelityTests|ZeroValueBookmarkTests
-REALTIME_SUITES := RefreshServiceTests|LeaderElectionTests|ChaosTests|RunModeTests
+REALTIME_SUITES := RefreshServiceTests|LeaderElectionTests|ChaosTests|RunModeTests|AdversaryTests
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(FIDELITY_SUITES)|$(REALTIME_SUITES)'
