@@ -22,11 +22,11 @@ public final class CurlTransport: Sendable {
     }
 
     /// Streams stopped because their reader left them paused on a shared HTTP/2 connection
-    /// longer than `sharedConnectionStallLimit` (each resumed later by its watcher).
-    public var stalledStreamsStopped: Int { loop.stalledStreamsStopped.load(ordering: .relaxed) }
+    /// for 1 s (each resumed later by its watcher).
+    public var stalledStreamsStopped: Int { loop.stalledStops.count }
 
-    /// How long one paused stream may hold its HTTP/2 connection before it is stopped.
-    public static var sharedConnectionStallLimit: Duration { CurlLoop.sharedConnectionStallLimit }
+    /// Returns once at least `count` such streams have been stopped since start.
+    public func waitForStalledStreamsStopped(atLeast count: Int) async { await loop.stalledStops.wait(atLeast: count) }
 
     /// Sends a request and buffers the whole response body (at most `maxBodyBytes`).
     public func send(_ request: HTTPRequest, tls: TLSSettings = TLSSettings(), maxBodyBytes: Int = 64 << 20) async throws -> HTTPResponse {
@@ -149,8 +149,6 @@ private final class Transfer: Sendable {
             connectTo = curl_slist_append(nil, "\(serverName):\(port):\(host):\(port)")
         }
         self.url = url
-        let parts = URLComponents(string: url)
-        origin = "\(parts?.scheme ?? "")://\(parts?.host ?? ""):\(parts?.port ?? (parts?.scheme == "http" ? 80 : 443))"
 
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for (name, value) in request.headers { list = curl_slist_append(list, "\(name): \(value)") }
@@ -366,14 +364,15 @@ private final class Transfer: Sendable {
         if let (w, r) = body { w.resume(with: r) }
     }
 
-    /// `scheme://host:port` of the URL: transfers that may share a connection.
-    let origin: String
+    /// `scheme://host:port` of the URL: transfers that may share a connection (worked out only
+    /// when a stalled stream is judged, not per request).
+    var origin: String {
+        let parts = URLComponents(string: url)
+        return "\(parts?.scheme ?? "")://\(parts?.host ?? ""):\(parts?.port ?? (parts?.scheme == "http" ? 80 : 443))"
+    }
 
-    /// The response came over HTTP/2 (loop thread only).
-    var isOnHTTP2: Bool { isMultiplexed }
-
-    /// The response came over HTTP/2, where this transfer shares its connection.
-    private var isMultiplexed: Bool {
+    /// The response came over HTTP/2, where this transfer shares its connection (loop thread).
+    var isMultiplexed: Bool {
         var version = 0
         _ = kt_curl_getinfo_long(easy, CURLINFO_HTTP_VERSION, &version)
         return version >= Int(kt_curl_http_version_2_0())
@@ -466,7 +465,7 @@ private final class CurlLoop: Sendable {
     private let ops = ThreadLock<[Op]>([])
     /// How long one paused stream may hold its HTTP/2 connection (see `stallsSharedConnection`).
     static let sharedConnectionStallLimit: Duration = .seconds(1)
-    let stalledStreamsStopped = Atomic<Int>(0)
+    let stalledStops = StopCount()
 
     init() {
         Self.globalInit
@@ -528,11 +527,12 @@ private final class CurlLoop: Sendable {
                 for (easy, t) in attached where t.isPausedOnSharedConnection {
                     pausedShared = true
                     guard t.stallsSharedConnection(now: now, limit: Self.sharedConnectionStallLimit) else { continue }
-                    guard attached.contains(where: { $0.key != easy && $0.value.origin == t.origin && $0.value.isOnHTTP2 }) else { continue }
+                    let origin = t.origin
+                    guard attached.contains(where: { $0.key != easy && $0.value.origin == origin && $0.value.isMultiplexed }) else { continue }
                     attached.removeValue(forKey: easy)
                     curl_multi_remove_handle(multi, easy)
                     t.finish(.failure(t.stoppedAsStalled(after: Self.sharedConnectionStallLimit)))
-                    stalledStreamsStopped.wrappingAdd(1, ordering: .relaxed)
+                    stalledStops.increment()
                 }
             }
             curl_multi_poll(multi, nil, 0, pausedShared ? 100 : 1000, nil)
@@ -540,3 +540,46 @@ private final class CurlLoop: Sendable {
     }
 }
 
+
+/// A count with waiters (the stalled streams the loop stopped).
+final class StopCount: Sendable {
+    private struct State {
+        var count = 0
+        var waiters: [(id: Int, atLeast: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var nextID = 0
+    }
+    private let state = ThreadLock(State())
+
+    var count: Int { state.withLock { $0.count } }
+
+    func increment() {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.count += 1
+            let n = s.count
+            defer { s.waiters.removeAll { $0.atLeast <= n } }
+            return s.waiters.filter { $0.atLeast <= n }.map(\.continuation)
+        }
+        for c in ready { c.resume() }
+    }
+
+    /// Returns once the count reaches `atLeast`, or when the waiting task is cancelled.
+    func wait(atLeast n: Int) async {
+        let id = state.withLock { s -> Int in s.nextID += 1; return s.nextID }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    if s.count >= n || Task.isCancelled { return true }
+                    s.waiters.append((id, n, c))
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            let mine = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                defer { s.waiters.removeAll { $0.id == id } }
+                return s.waiters.filter { $0.id == id }.map(\.continuation)
+            }
+            for c in mine { c.resume() }
+        }
+    }
+}

@@ -61,7 +61,7 @@ import Testing
                 // watch ends when the connection next carries anything.)
                 let acceptedBeforeStop = cluster.acceptedConnections
                 try await within(.seconds(Int64(5 * testTimeScale)), "the paused transfer stopped") {
-                    while CurlTransport.shared.stalledStreamsStopped == stoppedBefore { try await Task.sleep(for: .milliseconds(20)) }
+                    await CurlTransport.shared.waitForStalledStreamsStopped(atLeast: stoppedBefore + 1)
                 }
                 #expect(cluster.acceptedConnections == acceptedBeforeStop, "stopping one stream cost a connection")
 
