@@ -32,6 +32,8 @@ struct APIServer: HTTPResponder {
     /// The devcluster's own URL and CA (base64 PEM), handed out by the Kubetrace API emulator.
     let serverInfo: @Sendable () async -> (url: String, caData: String?)
     let control: @Sendable (String, [String: String]) async throws -> Void
+    /// `pods/log` and the registry's `/v2/`, served once the devcluster's node is up.
+    let nodeRoutes: NodeRoutes
 
     func respond(to request: Request, context: Context) async throws -> Response {
         if !faults.isExempt(userAgent: request.headers[.userAgent]) {
@@ -80,6 +82,11 @@ struct APIServer: HTTPResponder {
             var q: [String: String] = [:]
             for (k, v) in request.uri.queryParameters { q[String(k)] = String(v) }
             return try await Self.emulated(vultr.handle(method: request.method.rawValue, path: path, query: q, authorization: request.headers[.authorization]))
+        }
+        if path == "/v2" || path.hasPrefix("/v2/") {
+            guard let registry = nodeRoutes.registry else { throw APIError.pathNotFound(path) }
+            let body = try await request.body.collect(upTo: context.maxUploadSize)
+            return try await registry(request, Array(buffer: body))
         }
         guard var user = await authenticate(request.headers[.authorization]) else { throw APIError.unauthorized }
         if let name = request.headers[HTTPField.Name("Impersonate-User")!] {
@@ -169,6 +176,16 @@ struct APIServer: HTTPResponder {
                 write.subresource = "status"
             case ("scale", _) where target.kind == .deployment || target.kind == .replicaSet:
                 return try await scale(target, request: request, context: context, options: write)
+            case ("log", .get) where target.kind == .pod:
+                guard let namespace = target.namespace, let name = target.name else { throw APIError.pathNotFound(path) }
+                // As kube-apiserver: the Pod must exist before the node is asked.
+                _ = try await store.get(.pod, namespace: namespace, name: name)
+                guard let podLogs = nodeRoutes.podLogs else {
+                    throw APIError.badRequest("pod \"\(name)\" is not running on a node: start the devcluster with --node")
+                }
+                var q: [String: String] = [:]
+                for (k, v) in query { q[String(k)] = String(v) }
+                return try await podLogs(namespace, name, q)
             default:
                 throw APIError.pathNotFound(path)
             }

@@ -48,6 +48,8 @@ public final class DevCluster: Service, Sendable {
     public let faults = FaultInjector()
     /// The client connections, counted and reachable by the connection faults.
     let connections = HTTPConnections()
+    /// `pods/log` and the registry's `/v2/`, plugged in by the node.
+    let nodeRoutes = NodeRoutes()
     /// SPEC §4's Kubetrace API, under `/kubetrace-api`.
     public let kubetraceAPI: KubetraceAPIEmulator
     /// Vultr's registry credentials endpoint, under `/vultr`.
@@ -287,7 +289,7 @@ public final class DevCluster: Service, Sendable {
 
     private func makeApplication(port: Int) throws -> some Service {
         let responder = APIServer(store: store, auth: authenticator, tokens: tokens, faults: faults, streamingList: options.streamingList, kubetraceAPI: kubetraceAPI, vultr: vultr,
-                                  serverInfo: { [unowned self] in (await self.url(), self.certificateAuthority.map { Data($0.certificate.certificatePEM.utf8).base64EncodedString() }) }, control: { [unowned self] in try await self.control($0, $1) })
+                                  serverInfo: { [unowned self] in (await self.url(), self.certificateAuthority.map { Data($0.certificate.certificatePEM.utf8).base64EncodedString() }) }, control: { [unowned self] in try await self.control($0, $1) }, nodeRoutes: nodeRoutes)
         var tls: TLSConfiguration?
         if let serving {
             var config = TLSConfiguration.makeServerConfiguration(
