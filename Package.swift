@@ -45,6 +45,10 @@ let package = Package(
             linkerSettings: [.linkedLibrary("simdjson")]
         ),
 
+        // The node's fork/namespace/mount primitives (runc's nsexec.c and init, in C because a
+        // forked child of a multithreaded process may only make async-signal-safe calls).
+        .target(name: "CContainer"),
+
         // MARK: Libraries, one job each
         .target(
             name: "KubeTLS",
@@ -96,6 +100,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
                 "KubeClient",
+                "CContainer",
             ],
             exclude: ["README.md"],
             swiftSettings: swiftSettings
