@@ -176,6 +176,15 @@ struct APIServer: HTTPResponder {
                 write.subresource = "status"
             case ("scale", _) where target.kind == .deployment || target.kind == .replicaSet:
                 return try await scale(target, request: request, context: context, options: write)
+            case ("binding", .post) where target.kind == .pod:
+                guard let namespace = target.namespace, let name = target.name else { throw APIError.pathNotFound(path) }
+                let binding = try await Self.body(request, context: context)
+                guard let node = binding["target"]?["name"]?.stringValue else {
+                    throw APIError(422, "Invalid", "Binding.core \"\(name)\" is invalid: target.name: Required value")
+                }
+                try await store.bind(namespace: namespace, name: name, uid: binding["metadata"]?["uid"]?.stringValue, node: node, options: write)
+                // BindingREST.Create answers a bare success Status.
+                return Self.json(.object(["kind": .string("Status"), "apiVersion": .string("v1"), "metadata": .object([:]), "status": .string("Success"), "code": .int(201)]), status: 201)
             case ("log", .get) where target.kind == .pod:
                 guard let namespace = target.namespace, let name = target.name else { throw APIError.pathNotFound(path) }
                 // As kube-apiserver: the Pod must exist before the node is asked.
@@ -197,15 +206,18 @@ struct APIServer: HTTPResponder {
             let options = try listOptions(query)
             let selector = try Selector(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector, kind: target.kind)
             let result = try await store.list(target.kind, namespace: target.namespace, selector: selector, options: options)
-            if target.kind.plural == "events", Tables.wantsTable(request.headers[.accept]) {
-                var headers = HTTPFields()
-                headers[.contentType] = "application/json;as=Table;v=v1;g=meta.k8s.io"
-                let table = Tables.events(result.items, resourceVersion: result.resourceVersion, continueToken: result.continueToken)
-                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: table.jsonBytes() + [0x0A])))
+            if Tables.wantsTable(request.headers[.accept]),
+               let table = Tables.list(target.kind, result, includeObject: query["includeObject"].map(String.init), now: Date()) {
+                return Tables.response(table)
             }
             return Self.listResponse(target.kind, result)
         case (.get, let name?):
-            return Self.rawJSON(try await store.getJSON(target.kind, namespace: target.namespace, name: name))
+            let object = try await store.getJSON(target.kind, namespace: target.namespace, name: name)
+            if Tables.wantsTable(request.headers[.accept]),
+               let table = Tables.object(target.kind, object, includeObject: query["includeObject"].map(String.init), now: Date()) {
+                return Tables.response(table)
+            }
+            return Self.rawJSON(object)
         case (.post, nil):
             let body = try await Self.body(request, context: context, expecting: target.kind)
             return Self.json(try await store.create(target.kind, namespace: target.namespace, body: body, options: write), status: 201)
@@ -223,12 +235,20 @@ struct APIServer: HTTPResponder {
             let bytes = try await request.body.collect(upTo: context.maxUploadSize)
             var uid: String?
             var rv: String?
+            // DeleteOptions from the query (kubectl --grace-period, --cascade) or the body.
+            var grace = query["gracePeriodSeconds"].flatMap { Int(String($0)) }
+            var propagation = query["propagationPolicy"].map(String.init)
             if bytes.readableBytes > 0, let opts = try? JSONValue.parse(Array(buffer: bytes)) {
                 uid = opts["preconditions"]?["uid"]?.stringValue
                 rv = opts["preconditions"]?["resourceVersion"]?.stringValue
                 if opts["dryRun"]?.arrayValue?.contains(.string("All")) == true { write.dryRun = true }
+                if let g = opts["gracePeriodSeconds"]?.intValue { grace = g }
+                if let p = opts["propagationPolicy"]?.stringValue { propagation = p }
+                // The deprecated orphanDependents (generic registry `DeletionFinalizersForGarbageCollection`).
+                if propagation == nil, let orphan = opts["orphanDependents"], case .bool(let b) = orphan { propagation = b ? "Orphan" : "Background" }
             }
-            switch try await store.delete(target.kind, namespace: target.namespace, name: name, preconditionUID: uid, preconditionRV: rv, dryRun: write.dryRun, user: write.user) {
+            switch try await store.delete(target.kind, namespace: target.namespace, name: name, preconditionUID: uid, preconditionRV: rv, dryRun: write.dryRun, user: write.user,
+                                          gracePeriodSeconds: grace, propagationPolicy: propagation) {
             case .object(let o): return Self.json(o)
             case .success(let s): return Self.rawJSON(StatusEncoding.encode(s))
             }

@@ -453,7 +453,11 @@ actor ObjectStore {
     /// generation + 1) and returned; otherwise it is removed and the answer is the object for
     /// stores with `ReturnDeletedObject` (pods, service accounts, services; namespaces answer
     /// themselves too) and a success Status otherwise.
-    func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?, dryRun: Bool = false, user: UserInfo? = nil) throws(APIError) -> DeleteResult {
+    ///
+    /// Pods are deleted gracefully as kube-apiserver deletes them: `gracePeriodSeconds` is
+    /// `DeleteOptions.gracePeriodSeconds` (nil: not given); see `gracefulPodDelete`.
+    func delete(_ kind: ResourceKind, namespace: String?, name: String, preconditionUID: String?, preconditionRV: String?, dryRun: Bool = false, user: UserInfo? = nil,
+                gracePeriodSeconds: Int? = nil, propagationPolicy: String? = nil) throws(APIError) -> DeleteResult {
         let store = storage(kind)
         let key = ObjectKey(namespace: namespace ?? "", name: name)
         guard var obj = objects[store]?[key]?.objectValue else { throw APIError.notFound(kind, name) }
@@ -469,6 +473,26 @@ actor ObjectStore {
         var admission = WriteOptions(user: user)
         admission.dryRun = dryRun
         try admitByPolicies("DELETE", kind, namespace: namespace, name: name, object: nil, old: view(.object(obj), as: kind), options: admission)
+        if meta["deletionTimestamp"] == nil, let finalizers = try Self.finalizers(meta["finalizers"]?.arrayValue ?? [], propagationPolicy: propagationPolicy) {
+            meta["finalizers"] = finalizers.isEmpty ? nil : .array(finalizers.map { .string($0) })
+            obj["metadata"] = .object(meta)
+        }
+        if kind == .pod {
+            switch gracefulPodDelete(&obj, requested: gracePeriodSeconds) {
+            case .pending:
+                return .object(view(.object(obj), as: kind))
+            case .marked(let period):
+                if dryRun { return .object(view(.object(obj), as: kind)) }
+                // `updateForGracefulDeletionAndFinalizers`: a grace period of 0 without
+                // finalizers deletes at once; anything else stores the marked object.
+                if period > 0 || !(obj["metadata"]?["finalizers"]?.arrayValue ?? []).isEmpty {
+                    return .object(view(commit("MODIFIED", store, key, obj), as: kind))
+                }
+                meta = obj["metadata"]?.objectValue ?? [:]
+            case .immediate:
+                break
+            }
+        }
         if !(meta["finalizers"]?.arrayValue ?? []).isEmpty {
             if meta["deletionTimestamp"] != nil { return .object(view(.object(obj), as: kind)) }
             meta["deletionTimestamp"] = .string(RFC3339.format(now()))
@@ -501,6 +525,105 @@ actor ObjectStore {
         if [ResourceKind.pod, .serviceAccount, .service].contains(kind) { return .object(view(.object(obj), as: kind)) }
         return .success(Status(status: "Success", message: nil, reason: nil,
                                details: .init(name: name, group: kind.group.isEmpty ? nil : kind.group, kind: kind.plural, uid: uid), code: nil))
+    }
+
+    /// k8s.io/apiserver `pkg/registry/generic/registry/store.go`
+    /// `deletionFinalizersForGarbageCollection`: `Orphan` adds the `orphan` finalizer and
+    /// `Foreground` the `foregroundDeletion` one (each dropping the other), `Background` drops
+    /// both; nil leaves the object's finalizers as they are (every kind served here defaults to
+    /// background deletion). The garbage collector then orphans or deletes the dependents and
+    /// removes the finalizer. Returns nil when nothing changes.
+    static func finalizers(_ current: [JSONValue], propagationPolicy: String?) throws(APIError) -> [String]? {
+        guard let policy = propagationPolicy else { return nil }
+        var names = current.compactMap(\.stringValue)
+        let before = names
+        switch policy {
+        case "Orphan":
+            names.removeAll { $0 == "foregroundDeletion" }
+            if !names.contains("orphan") { names.append("orphan") }
+        case "Foreground":
+            names.removeAll { $0 == "orphan" }
+            if !names.contains("foregroundDeletion") { names.append("foregroundDeletion") }
+        case "Background":
+            names.removeAll { $0 == "orphan" || $0 == "foregroundDeletion" }
+        default:
+            throw APIError(422, "Invalid", "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"\(policy)\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\"")
+        }
+        return names == before ? nil : names
+    }
+
+    /// POST `pods/NAME/binding` (pkg/registry/core/pod/storage/storage.go `BindingREST.Create` →
+    /// `assignPod` → `setPodHostAndAnnotations`): the scheduler's only way to set
+    /// `spec.nodeName`, which a Pod update may not change. Conflicts as the real store words them;
+    /// the Pod gets `PodScheduled=True` in the same write.
+    func bind(namespace: String, name: String, uid: String?, node: String, options: WriteOptions) throws(APIError) {
+        let key = ObjectKey(namespace: namespace, name: name)
+        guard var pod = objects[.pod]?[key]?.objectValue else { throw APIError.notFound(.pod, name) }
+        let old = pod
+        let meta = pod["metadata"]?.objectValue ?? [:]
+        func conflict(_ m: String) -> APIError {
+            APIError(409, "Conflict", "Operation cannot be fulfilled on pods/binding \"\(name)\": \(m)", details: Status.Details(name: name, group: nil, kind: "pods/binding"))
+        }
+        if let uid, uid != meta["uid"]?.stringValue {
+            throw conflict("Precondition failed: UID in precondition: \(uid), UID in object meta: \(meta["uid"]?.stringValue ?? "")")
+        }
+        if meta["deletionTimestamp"] != nil { throw conflict("pod \(name) is being deleted, cannot be assigned to a host") }
+        if let host = pod["spec"]?["nodeName"]?.stringValue, !host.isEmpty { throw conflict("pod \(name) is already assigned to node \"\(host)\"") }
+        guard !node.isEmpty else { throw APIError(422, "Invalid", "Binding.core \"\(name)\" is invalid: target.name: Required value") }
+        var spec = pod["spec"]?.objectValue ?? [:]
+        spec["nodeName"] = .string(node)
+        pod["spec"] = .object(spec)
+        var status = pod["status"]?.objectValue ?? [:]
+        var conditions = (status["conditions"]?.arrayValue ?? []).filter { $0["type"]?.stringValue != "PodScheduled" }
+        conditions.append(.object(["type": .string("PodScheduled"), "status": .string("True"), "lastProbeTime": .null,
+                                   "lastTransitionTime": .string(RFC3339.format(now()))]))
+        status["conditions"] = .array(conditions)
+        pod["status"] = .object(status)
+        if options.dryRun { return }
+        ManagedFields.recordUpdate(&pod, old: old, manager: options.manager, apiVersion: "v1", subresource: "binding", time: RFC3339.format(now()))
+        _ = commit("MODIFIED", .pod, key, pod)
+    }
+
+    enum GracefulDelete {
+        /// Not graceful: delete (or mark, with finalizers) as any other object.
+        case immediate
+        /// Already terminating with a grace period no longer than the one asked: answer the object.
+        case pending
+        /// `deletionTimestamp` and `deletionGracePeriodSeconds` set on `obj`.
+        case marked(period: Int)
+    }
+
+    /// kube-apiserver's graceful deletion of a Pod: k8s.io/apiserver `pkg/registry/rest/delete.go`
+    /// `BeforeDelete` with pkg/registry/core/pod/strategy.go `CheckGracefulDelete`:
+    /// - a Pod already terminating may only have its grace period shortened (the deletion
+    ///   timestamp moves by the difference); asking for the same or a longer one, or nothing,
+    ///   leaves it pending; one marked with 0 (or none) is deleted;
+    /// - otherwise the period is the request's, else `spec.terminationGracePeriodSeconds`
+    ///   (defaulted to 30 on create), forced to 0 for a Pod not bound to a node or already
+    ///   Succeeded/Failed, and to 1 when negative; the Pod gets `deletionTimestamp` = now +
+    ///   period, `deletionGracePeriodSeconds` = period and, when it has one, generation + 1.
+    /// The kubelet then stops the containers and deletes the Pod with a grace period of 0.
+    private func gracefulPodDelete(_ obj: inout [String: JSONValue], requested: Int?) -> GracefulDelete {
+        var meta = obj["metadata"]?.objectValue ?? [:]
+        if let timestamp = meta["deletionTimestamp"]?.stringValue {
+            guard let current = meta["deletionGracePeriodSeconds"]?.intValue, current > 0 else { return .immediate }
+            guard let period = requested, period < current else { return .pending }
+            let moved = (RFC3339.parse(timestamp) ?? now()).addingTimeInterval(TimeInterval(max(period, 0) - current))
+            meta["deletionTimestamp"] = .string(RFC3339.format(moved))
+            meta["deletionGracePeriodSeconds"] = .int(max(period, 0))
+            obj["metadata"] = .object(meta)
+            return .marked(period: max(period, 0))
+        }
+        let spec = obj["spec"]?.objectValue ?? [:]
+        var period = requested ?? spec["terminationGracePeriodSeconds"]?.intValue ?? 0
+        if (spec["nodeName"]?.stringValue ?? "").isEmpty { period = 0 }
+        if let phase = obj["status"]?["phase"]?.stringValue, phase == "Failed" || phase == "Succeeded" { period = 0 }
+        if period < 0 { period = 1 }
+        meta["deletionTimestamp"] = .string(RFC3339.format(now().addingTimeInterval(TimeInterval(period))))
+        meta["deletionGracePeriodSeconds"] = .int(period)
+        if let g = meta["generation"]?.intValue, g > 0 { meta["generation"] = .int(g + 1) }
+        obj["metadata"] = .object(meta)
+        return .marked(period: period)
     }
 
     /// DELETE on a collection (`store.go` `(*Store).DeleteCollection`): every listed object

@@ -79,6 +79,7 @@ public struct ResourceKind: Sendable, Hashable {
     /// Subresources listed in discovery: (parent group, parent plural, subresource, kind, group, version, verbs).
     static let subresources: [(parentGroup: String, parent: String, name: String, kind: String, group: String, version: String, verbs: [String])] = [
         ("", "serviceaccounts", "token", "TokenRequest", "authentication.k8s.io", "v1", ["create"]),
+        ("", "pods", "binding", "Binding", "", "v1", ["create"]),
         ("", "pods", "log", "Pod", "", "v1", ["get"]),
         ("", "pods", "status", "Pod", "", "v1", ["get", "patch", "update"]),
         ("", "services", "status", "Service", "", "v1", ["get", "patch", "update"]),
