@@ -25,7 +25,8 @@ struct DoctorCommand: AsyncParsableCommand {
     @Option(help: "Kubetrace API base URL (env API_URL; default: the operator Deployment's).") var apiUrl: String?
     @Flag(help: "Allow a plain http API_URL on a loopback address.") var allowInsecureHttp = false
     @Option(help: ArgumentHelp("Operator token file (env OPERATOR_TOKEN_FILE; default: Secret kubetrace-operator).", valueName: "file")) var operatorTokenFile: String?
-    @Option(help: ArgumentHelp("Registry host[:port] (default: the pull Secret's, else blr.vultrcr.com).", valueName: "host")) var registry: String?
+    @Option(help: ArgumentHelp("Registry host[:port] to check, pull access included (default: the pull Secret's, else blr.vultrcr.com).", valueName: "host")) var registry: String?
+    @Option(help: ArgumentHelp("The CA (PEM) the registry must be signed by, instead of the system store.", valueName: "file")) var registryCaFile: String?
     @Option(help: ArgumentHelp("The CA (PEM) the Kubetrace API must be signed by, instead of the system store.", valueName: "file")) var caFile: String?
     @Option(help: "Output format: text or json.") var output = "text"
 
@@ -44,8 +45,15 @@ struct DoctorCommand: AsyncParsableCommand {
         if let raw = apiUrl ?? env["API_URL"] {
             _ = try ExternalEndpoint.validated(raw, name: apiUrl != nil ? "--api-url" : "API_URL", allowInsecure: allowInsecureHttp, caFile: caFile)
         }
-        let doctor = Doctor(client: client, names: names, apiURL: apiUrl ?? env["API_URL"], allowInsecureHTTP: allowInsecureHttp,
+        var registryCA: String?
+        if let registryCaFile {
+            guard let pem = try? String(contentsOfFile: registryCaFile, encoding: .utf8) else { throw CLIError.configuration("--registry-ca-file: cannot read \(registryCaFile)") }
+            guard pem.contains("-----BEGIN CERTIFICATE-----") else { throw CLIError.configuration("--registry-ca-file: \(registryCaFile) is not a PEM-encoded X.509 certificate") }
+            registryCA = pem
+        }
+        var doctor = Doctor(client: client, names: names, apiURL: apiUrl ?? env["API_URL"], allowInsecureHTTP: allowInsecureHttp,
                             caFile: caFile, operatorToken: tokenFromFile, registry: registry)
+        doctor.registryCAPEM = registryCA
         let checks = await doctor.run()
         if output == "json" {
             let doc: JSONValue = .object(["ok": .bool(checks.allSatisfy(\.ok)), "checks": .array(checks.map(\.json))])
@@ -73,6 +81,8 @@ struct Doctor {
     let caFile: String?
     var operatorToken: SecretString?
     var registry: String?
+    /// Trusted CAs for the registry's TLS (`--registry-ca-file`); nil: the system store.
+    var registryCAPEM: String?
 
     private var ns: String { names.namespace }
 
@@ -91,10 +101,25 @@ struct Doctor {
             return "\(ns) exists"
         } fix: { "apply the manifest: kubetrace-operator manifest … && kubectl apply --server-side -f kubetrace-operator.yaml" })
         checks.append(await operatorPods(deployment))
-        let pull = await pullSecret()
+        let image = Self.operatorImage(deployment)
+        let pull = await pullSecret(imageHost: image.host)
         checks.append(pull.check)
         checks.append(await pullSecretReferences(deployment))
-        checks.append(await registryReachable(pull.host))
+        var reachable = await registryReachable(pull.host)
+        if reachable.ok {
+            // Pull access is its own line only when the address speaks the registry API: without
+            // it (a proxy, a port that is something else, TLS not trusted) say what stopped the check.
+            switch await registryPull(address: pull.host, credentialsHost: pull.credentialsHost, credential: pull.credential, image: image) {
+            case .checked(let line):
+                checks.append(reachable)
+                checks.append(line)
+            case .notChecked(let why):
+                reachable.found += " (pull access not checked: \(why))"
+                checks.append(reachable)
+            }
+        } else {
+            checks.append(reachable)
+        }
         checks.append(await networkPolicies(deployment, registryHost: pull.host))
         checks.append(await check("service-accounts") {
             _ = try await client.get(ServiceAccount.self, namespace: ns, name: names.readOnlyServiceAccount)
@@ -144,24 +169,30 @@ struct Doctor {
         }
     }
 
-    private func pullSecret() async -> (check: DoctorCheck, host: String) {
+    /// The pull Secret, and which of its entries the registry checks use: the one for `--registry`,
+    /// else the one for the operator image's registry (as the kubelet looks credentials up by image;
+    /// `--registry` may then be a mirror or a test registry standing in for it), else the first.
+    private func pullSecret(imageHost: String) async -> (check: DoctorCheck, host: String, credentialsHost: String, credential: RegistryCredential?) {
         let fallbackHost = registry ?? "blr.vultrcr.com"
         let fix = "regenerate the manifest (kubetrace-operator manifest …) and apply it; the running operator repairs this Secret itself"
         do {
             let secret = try await client.get(Secret.self, namespace: ns, name: names.registrySecret)
             guard secret.type == "kubernetes.io/dockerconfigjson" else {
-                return (DoctorCheck(name: "pull-secret", ok: false, found: "\(names.registrySecret) has type \(secret.type ?? "Opaque"), not kubernetes.io/dockerconfigjson", fix: fix), fallbackHost)
+                return (DoctorCheck(name: "pull-secret", ok: false, found: "\(names.registrySecret) has type \(secret.type ?? "Opaque"), not kubernetes.io/dockerconfigjson", fix: fix), fallbackHost, fallbackHost, nil)
             }
             guard let raw = secret.data?[".dockerconfigjson"], let doc = try? JSONValue.parse(raw.bytes), let auths = doc["auths"]?.objectValue, !auths.isEmpty else {
-                return (DoctorCheck(name: "pull-secret", ok: false, found: "\(names.registrySecret) has no valid .dockerconfigjson auths", fix: fix), fallbackHost)
+                return (DoctorCheck(name: "pull-secret", ok: false, found: "\(names.registrySecret) has no valid .dockerconfigjson auths", fix: fix), fallbackHost, fallbackHost, nil)
             }
-            let host = registry ?? auths.keys.sorted()[0]
-            guard auths[host] != nil else {
-                return (DoctorCheck(name: "pull-secret", ok: false, found: "\(names.registrySecret) has credentials for \(auths.keys.sorted().joined(separator: ", ")), not \(host)", fix: fix), host)
+            let candidates = registry.map { [$0, imageHost] } ?? [imageHost, auths.keys.sorted()[0]]
+            guard let credentialsHost = candidates.first(where: { auths[$0] != nil }) else {
+                let host = registry ?? imageHost
+                return (DoctorCheck(name: "pull-secret", ok: false, found: "\(names.registrySecret) has credentials for \(auths.keys.sorted().joined(separator: ", ")), not \(host)", fix: fix), host, host, nil)
             }
-            return (DoctorCheck(name: "pull-secret", ok: true, found: "\(names.registrySecret) is valid for \(host)"), host)
+            let found = credentialsHost == (registry ?? credentialsHost) ? "\(names.registrySecret) is valid for \(credentialsHost)"
+                : "\(names.registrySecret) is valid for \(credentialsHost) (the operator image's registry; checked at \(registry ?? credentialsHost))"
+            return (DoctorCheck(name: "pull-secret", ok: true, found: found), registry ?? credentialsHost, credentialsHost, auths[credentialsHost].flatMap(RegistryCredential.init))
         } catch {
-            return (DoctorCheck(name: "pull-secret", ok: false, found: Self.describe(error), fix: fix), fallbackHost)
+            return (DoctorCheck(name: "pull-secret", ok: false, found: Self.describe(error), fix: fix), fallbackHost, fallbackHost, nil)
         }
     }
 
