@@ -44,7 +44,7 @@ build: deps
 ## devclusters, operators, kubectl and strace: first those, then the real-time ones, then the
 ## kube-apiserver fidelity suites (each starts devclusters, operators and kubectl).
 FIDELITY_SUITES := ConformanceTests|KubectlFidelityTests|ZeroValueBookmarkTests
-REALTIME_SUITES := RefreshServiceTests|LeaderElectionTests|ChaosTests|RunModeTests|AdversaryTests
+REALTIME_SUITES := RefreshServiceTests|LeaderElectionTests|ChaosTests|RunModeTests|AdversaryTests|InClusterDeploymentTests
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip '$(FIDELITY_SUITES)|$(REALTIME_SUITES)'
@@ -89,9 +89,10 @@ test-asan: test-deps
 run: build
 	@scripts/dev-run.sh "$$($(SWIFT) build --show-bin-path)"
 
-## devcluster: just the embedded local Kubernetes API (state in .devcluster/).
+## devcluster: the embedded local Kubernetes API (state in .devcluster/); as root with a node
+## that runs Pods as real processes, the operator's image mapped to the operator just built.
 devcluster: build
-	"$$($(SWIFT) build --show-bin-path)/kubetrace-devcluster" --state-dir .devcluster
+	@scripts/devcluster.sh "$$($(SWIFT) build --show-bin-path)"
 
 ## bench: benchmarks, release build; prints a table and writes $(BENCH_OUT) (default .build/bench.json).
 ## The release build links the Swift runtime and Foundation statically, as a container image would

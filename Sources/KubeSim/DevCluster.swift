@@ -33,6 +33,11 @@ public final class DevCluster: Service, Sendable {
         public var http2 = true
         /// An HTTP/2 connection with no open stream this long gets GOAWAY and is closed (kube-apiserver: 90 s).
         public var http2IdleTimeout: Duration = .seconds(90)
+        /// Run a node (`--node`): kubelet, controllers and the registry emulator, as root. The
+        /// devcluster then listens on the node's address, which the node's Pods can reach.
+        public var node: NodeOptions?
+        /// Where `kubetrace-operator` is, for the PATH line of `install.env` (nil: no such line).
+        public var toolDirectory: String?
         public init() {}
     }
 
@@ -63,8 +68,12 @@ public final class DevCluster: Service, Sendable {
     private let restartRequested = Atomic<Bool>(false)
     private let lastBoundPort = Atomic<Int>(0)
     private let serving: IssuedCertificate?
-    private let logger: Logger
+    let logger: Logger
     private let boundPort = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+    /// The node's network (with `options.node`): the address the devcluster listens on.
+    let nodeNetwork: NodeNetwork?
+    /// Where the devcluster listens: `options.host`, or the node's address with a node.
+    public let host: String
 
     public init(options: Options = Options(), logger: Logger = Logger(label: "kubetrace.devcluster")) throws {
         self.options = options
@@ -72,12 +81,22 @@ public final class DevCluster: Service, Sendable {
         adminToken = "kt-admin-" + UUID().uuidString.lowercased()
         operatorToken = "kt_op_" + UUID().uuidString.lowercased()
         vultrAPIKey = "vultr-" + UUID().uuidString.lowercased()
+        if options.node != nil {
+            // Pods live in their own network namespaces: 127.0.0.1 there is the Pod's own. The
+            // devcluster listens on the node's address instead, which the Pods route to.
+            let network = try NodeNetwork.setUp()
+            nodeNetwork = network
+            host = network.nodeAddress
+        } else {
+            nodeNetwork = nil
+            host = options.host
+        }
         kubetraceAPI = KubetraceAPIEmulator(operatorToken: operatorToken)
         vultr = VultrEmulator(apiKey: vultrAPIKey, registryID: Self.vultrRegistryID, registry: .init(host: "blr.vultrcr.com", name: "kubetrace"))
         if options.tls {
             let ca = try CertificateAuthority.generate(commonName: "kubetrace-devcluster-ca")
             certificateAuthority = ca
-            serving = try ca.issue(commonName: "kubetrace-devcluster", subjectAltNames: ["DNS:localhost", "IP:127.0.0.1", "IP:::1"], usage: .server,
+            serving = try ca.issue(commonName: "kubetrace-devcluster", subjectAltNames: ["DNS:localhost", "IP:127.0.0.1", "IP:::1"] + (host == options.host ? [] : ["IP:\(host)"]), usage: .server,
                                    notBeforeOffset: options.expiredServingCertificate ? -7200 : -300,
                                    validity: options.expiredServingCertificate ? 3600 : 365 * 86_400)
         } else {
@@ -89,10 +108,12 @@ public final class DevCluster: Service, Sendable {
         authenticator = Authenticator(adminToken: adminToken, certificateAuthenticated: options.requireClientCertificate)
     }
 
+    deinit { nodeNetwork?.tearDown() }
+
     /// The base URL, once listening.
     public func url() async -> String {
         let port = await port()
-        return "\(options.tls ? "https" : "http")://\(options.host):\(port)"
+        return "\(options.tls ? "https" : "http")://\(host):\(port)"
     }
 
     /// Waits until the listener is bound and returns its port.
@@ -152,6 +173,7 @@ public final class DevCluster: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.tick() }
+                if options.node != nil { group.addTask { await self.runNode() } }
                 var port = options.port
                 while true {
                     let app = try makeApplication(port: port)
@@ -163,6 +185,7 @@ public final class DevCluster: Service, Sendable {
                 }
                 group.cancelAll()
             }
+            nodeNetwork?.tearDown()
         } onGracefulShutdown: {
             // Open watches would hold graceful shutdown forever: end them first.
             hub.refuseNewWatches(true)
@@ -277,6 +300,7 @@ public final class DevCluster: Service, Sendable {
             if let secs = params["tokenLifetime"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.tokenLifetime = secs } }
             if let secs = params["registryLifetime"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.registryLifetime = secs } }
             if let rotate = params["rotateOperatorToken"] { kubetraceAPI.configure { $0.rotateOperatorToken = rotate == "true" } }
+            if let secs = params["rotationGrace"].flatMap(TimeInterval.init) { kubetraceAPI.configure { $0.rotationGrace = secs } }
             if let secs = params["outage"].flatMap(TimeInterval.init) {
                 guard let failure = KubetraceAPIEmulator.Failure(rawValue: params["outageFailure"] ?? "unavailable") else { throw APIError.badRequest("unknown Kubetrace API failure") }
                 kubetraceAPI.outage(failure, seconds: secs)
@@ -311,7 +335,7 @@ public final class DevCluster: Service, Sendable {
         }
         return Application(
             responder: responder, server: server,
-            configuration: .init(address: .hostname(options.host, port: port), serverName: "kubetrace-devcluster"),
+            configuration: .init(address: .hostname(host, port: port), serverName: "kubetrace-devcluster"),
             onServerRunning: { [self] channel in
                 self.didBind(port: channel.localAddress?.port ?? port)
             },
@@ -340,13 +364,14 @@ public final class DevCluster: Service, Sendable {
     private func writeState(directory: String, port: Int) throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let server = "\(options.tls ? "https" : "http")://\(options.host):\(port)"
+        let server = "\(options.tls ? "https" : "http")://\(host):\(port)"
         // The kubeconfig holds the admin token: owner-only, written whole then renamed.
         try PrivateFile.write(kubeconfigYAML(server: server), to: "\(directory)/kubeconfig", mode: 0o600)
         try PrivateFile.write(operatorToken + "\n", to: "\(directory)/operator_token", mode: 0o600)
         try PrivateFile.write(vultrAPIKey + "\n", to: "\(directory)/vultr_api_key", mode: 0o600)
         try PrivateFile.write("\(server)\(KubetraceAPIEmulator.pathPrefix)\n", to: "\(directory)/api_url", mode: 0o644)
         try PrivateFile.write("\(server)\(VultrEmulator.pathPrefix)\n", to: "\(directory)/vultr_api_url", mode: 0o644)
+        try PrivateFile.write(installEnvironment(directory: directory, server: server), to: "\(directory)/install.env", mode: 0o644)
         // Written last: its presence says the others are ready.
         try PrivateFile.write("\(port)\n", to: "\(directory)/port", mode: 0o644)
         if let ca = certificateAuthority {
@@ -354,6 +379,28 @@ public final class DevCluster: Service, Sendable {
         }
     }
 
+
+    /// `install.env`: the README's install against this devcluster, word for word, after
+    /// `. .devcluster/install.env`. Names of files, never their secrets.
+    func installEnvironment(directory: String, server: String) -> String {
+        let dir = URL(fileURLWithPath: directory).standardizedFileURL.path
+        func quoted(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+        var lines = ["# The README's \"Installing into a cluster\" against this devcluster: . \(quoted(dir + "/install.env"))"]
+        var vars: [(String, String)] = [
+            ("KUBECONFIG", dir + "/kubeconfig"), ("CLUSTER_ID", "devcluster"), ("API_URL", server + KubetraceAPIEmulator.pathPrefix),
+            ("OPERATOR_TOKEN_FILE", dir + "/operator_token"), ("VULTR_API_KEY_FILE", dir + "/vultr_api_key"),
+            ("REGISTRY_ID", Self.vultrRegistryID), ("VULTR_API_URL", server + VultrEmulator.pathPrefix),
+        ]
+        if certificateAuthority != nil { vars.append(("CA_FILE", dir + "/ca.crt")) }
+        // With a node, the registry emulator answers on the devcluster's listener.
+        if options.node != nil, let hostPort = server.split(separator: "/").last {
+            vars.append(("REGISTRY", String(hostPort)))
+            if certificateAuthority != nil { vars.append(("REGISTRY_CA_FILE", dir + "/ca.crt")) }
+        }
+        for (k, v) in vars { lines.append("export \(k)=\(quoted(v))") }
+        if let tools = options.toolDirectory { lines.append("export PATH=\(quoted(tools)):\"$PATH\"") }
+        return lines.joined(separator: "\n") + "\n"
+    }
 
     /// Runs a devcluster for the duration of `body` (tests, `make run`'s fallback).
     /// Shuts down gracefully afterwards, so idle keep-alive connections close at once.
