@@ -136,6 +136,13 @@ final class EventPrinter: Sendable {
         return kb * 1024
     }
 
+    static func peak(hwm: Int?, seen: Int?) -> Int? {
+        switch (hwm, seen) {
+        case let (h?, s?): max(h, s)
+        case let (h, s): h ?? s
+        }
+    }
+
     private static func megabytes(_ bytes: Int?) -> JSONValue {
         bytes.map { .double((Double($0) / 1_048_576 * 10).rounded() / 10) } ?? .null
     }
@@ -151,7 +158,9 @@ final class EventPrinter: Sendable {
             "resource_version_sum": .int(t.resourceVersionSum),
             "seconds": .double(seconds),
             "rss_mb": Self.megabytes(t.residentBytesAtLastEvent),
-            "peak_rss_mb": Self.megabytes(Self.residentBytes("VmHWM:")),
+            // The kernel updates VmHWM lazily (when pages are unmapped, not when glibc gives them
+            // back with madvise), so it can read below an RSS seen earlier: the peak is at least that.
+            "peak_rss_mb": Self.megabytes(Self.peak(hwm: Self.residentBytes("VmHWM:"), seen: t.residentBytesAtLastEvent)),
         ])
         FileHandle.standardOutput.write(Data(line.jsonBytes() + [10]))
     }

@@ -109,6 +109,8 @@ struct ManifestCommand: AsyncParsableCommand {
                                     registry: registry, registryUsername: username, registryPassword: password,
                                     vultrAPIKey: vultrKey, registryID: vultrKey != nil ? registryId : nil)
         if let ns = namespace ?? env["POD_NAMESPACE"], !ns.isEmpty { inputs.names.namespace = ns }
+        if caFile != nil { inputs.apiCertificateAuthorityPEM = api.tls.certificateAuthorityPEM }
+        if vultrKey != nil, vultrApiUrl != "https://api.vultr.com" { inputs.vultrAPIURL = vultrApiUrl }
         if let raw = targetNamespaces ?? env["TARGET_NAMESPACES"] {
             inputs.targetNamespaces = try TargetNamespaces.parse(raw, flag: targetNamespaces != nil ? "--target-namespaces" : "TARGET_NAMESPACES")
         }

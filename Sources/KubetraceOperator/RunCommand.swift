@@ -65,7 +65,11 @@ struct RunCommand: AsyncParsableCommand {
         }
         let rawAPI = apiUrl ?? env["API_URL"]
         let source: TokenSource
-        switch tokenSource ?? env["TOKEN_SOURCE"] ?? (rawAPI == nil ? "tokenrequest" : "api") {
+        let sourceChoice = tokenSource ?? env["TOKEN_SOURCE"] ?? (rawAPI == nil ? "tokenrequest" : "api")
+        // Said at start (below): which source, and what chose it.
+        let sourceReason = tokenSource != nil ? "--token-source \(sourceChoice)" : env["TOKEN_SOURCE"] != nil ? "TOKEN_SOURCE=\(sourceChoice)"
+            : rawAPI == nil ? "API_URL is not set" : "API_URL is set"
+        switch sourceChoice {
         case "api":
             guard let rawAPI else { throw CLIError.configuration("--api-url (or API_URL) is required with --token-source api") }
             let api = try ExternalEndpoint.validated(rawAPI, name: apiUrl != nil ? "--api-url" : "API_URL", allowInsecure: allowInsecureHttp, caFile: caFile)
@@ -82,6 +86,8 @@ struct RunCommand: AsyncParsableCommand {
         var config = RefreshConfiguration(source: source)
         config.names = names
         config.operatorTokenFile = operatorTokenFile ?? env["OPERATOR_TOKEN_FILE"]
+        // In cluster the file is the operator Secret mounted by the kubelet: rotations go to the Secret.
+        config.operatorTokenFileOrigin = inCluster ? .secretVolume : .hostFile
         config.credentialsDirectory = env["CREDENTIALS_DIRECTORY"]
         config.registryHost = registry
         if let m = try duration(safetyMargin, "--safety-margin", "SAFETY_MARGIN") { config.policy.safetyMargin = m }
@@ -159,6 +165,9 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw CLIError.runtime("cannot reach the API server of \(connection.source): \(error)")
         }
+        // Said once connected, so a configuration error (a flag, the kubeconfig's credentials) stays the only line.
+        logger.info("token sources", metadata: Self.tokenSourceFacts(source: source, reason: sourceReason, config: config, inCluster: inCluster,
+                                                                      fileFlag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE"))
         // Vultr re-minting is on when the operator Secret holds its key and registry id. A failed
         // read is not "no Secret": it is retried, and the start fails if it keeps failing.
         var operatorSecret: Secret?
@@ -223,5 +232,32 @@ func boolean(_ value: String?, _ flag: String, _ envName: String?, _ env: [Strin
     case "true", "1", "yes", "on": return true
     case "false", "0", "no", "off": return false
     default: throw CLIError.configuration("\(value != nil ? flag : envName ?? flag): \"\(v)\" is not true or false")
+    }
+}
+
+extension RunCommand {
+    /// The start-up line that says where the read-only token comes from, why, and where the
+    /// operator token is read from and a rotated one written to.
+    static func tokenSourceFacts(source: TokenSource, reason: String, config: RefreshConfiguration, inCluster: Bool, fileFlag: String) -> Logger.Metadata {
+        var facts: Logger.Metadata = ["token_source_reason": "\(reason)"]
+        switch source {
+        case .kubetraceAPI(let baseURL, _, _):
+            facts["token_source"] = "kubetrace-api"
+            facts["api_url"] = "\(baseURL)"
+            let secret = "\(config.names.namespace)/\(config.names.operatorSecret)"
+            if let file = config.operatorTokenFile {
+                facts["operator_token"] = "file \(file) (\(fileFlag))"
+                facts["operator_token_rotations"] = inCluster ? "Secret \(secret), which the kubelet projects into the file" : "the file"
+            } else {
+                facts["operator_token"] = config.credentialsDirectory.map { "Secret \(secret), else \($0)/operator_token" } ?? "Secret \(secret)"
+                facts["operator_token_rotations"] = "Secret \(secret)"
+            }
+        case .tokenRequest(let audiences, let lifetime):
+            facts["token_source"] = "tokenrequest"
+            facts["k8s.serviceaccount"] = "\(config.names.namespace)/\(config.names.readOnlyServiceAccount)"
+            facts["token_lifetime_s"] = "\(lifetime)"
+            if !audiences.isEmpty { facts["token_audiences"] = "\(audiences.joined(separator: ","))" }
+        }
+        return facts
     }
 }

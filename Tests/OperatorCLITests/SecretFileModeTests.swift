@@ -114,7 +114,8 @@ import Testing
         kill(pid, SIGTERM)
         _ = try await within(.seconds(30), "the devcluster stops on SIGTERM") { await exited.first { _ in true } }
         let files = Self.creations(in: try String(contentsOfFile: log, encoding: .utf8), under: state)
-        Self.expectPrivate(files, secret: ["kubeconfig", "operator_token", "vultr_api_key"], public: ["port", "api_url", "ca.crt"])
+        // install.env names files and URLs, never their contents: public, as api_url.
+        Self.expectPrivate(files, secret: ["kubeconfig", "operator_token", "vultr_api_key"], public: ["port", "api_url", "ca.crt", "install.env"])
     }
 
     @Test func privateFileWritesWholeOrNothing() throws {

@@ -15,6 +15,8 @@ public struct ObjectNames: Sendable {
     public var operatorServiceAccount = "kubetrace-operator"
     public var operatorRole = "kubetrace-operator"
     public var operatorBinding = "kubetrace-operator"
+    /// The CA the Kubetrace and Vultr APIs are signed by, when `manifest --ca-file` names one.
+    public var apiCAConfigMap = "kubetrace-api-ca"
     public init() {}
 }
 

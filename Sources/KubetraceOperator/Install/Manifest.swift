@@ -27,6 +27,12 @@ public struct ManifestInputs: Sendable {
     public var networkPolicy: NetworkPolicyInputs? = NetworkPolicyInputs()
     /// Container memory request and limit (`--size-from-cluster` measures them).
     public var memory = MemorySizing.defaults
+    /// `manifest --ca-file`: the CA (PEM) the Kubetrace and Vultr APIs are signed by. The
+    /// Deployment's `run` is given it too (ConfigMap `kubetrace-api-ca`), or in cluster it would
+    /// trust only the system store and refuse the APIs the manifest was made against.
+    public var apiCertificateAuthorityPEM: String?
+    /// `manifest --vultr-api-url` when not Vultr's own: passed on to `run`.
+    public var vultrAPIURL: String?
 }
 
 /// Renders the install manifest: one multi-document YAML, in apply order.
@@ -95,7 +101,10 @@ public enum ManifestRenderer {
             .map([("apiVersion", "rbac.authorization.k8s.io/v1"), ("kind", "RoleBinding"), ("metadata", meta(n.operatorBinding)),
                   ("subjects", .list([.map([("kind", "ServiceAccount"), ("name", .string(n.operatorServiceAccount)), ("namespace", .string(n.namespace))])])),
                   ("roleRef", .map([("apiGroup", "rbac.authorization.k8s.io"), ("kind", "Role"), ("name", .string(n.operatorRole))]))]),
-        ] + targetDocuments(m, rules: rules) + SecretWritePolicy.documents(n) + (m.networkPolicy.map { [networkPolicy(m, $0)] } ?? []) + [deployment(m)]
+        ] + targetDocuments(m, rules: rules) + SecretWritePolicy.documents(n) + (m.networkPolicy.map { [networkPolicy(m, $0)] } ?? [])
+            + (m.apiCertificateAuthorityPEM.map { ca in [.map([("apiVersion", "v1"), ("kind", "ConfigMap"), ("metadata", meta(n.apiCAConfigMap)),
+                                                              ("data", .map([("ca.crt", .string(ca))]))])] } ?? [])
+            + [deployment(m)]
     }
 
     /// RBAC in the target namespaces: a Role and RoleBinding in each listed one, or a
@@ -143,6 +152,8 @@ public enum ManifestRenderer {
         return .map(pairs)
     }
 
+    static let apiCAMountPath = "/var/run/secrets/kubetrace-api-ca"
+
     static func deployment(_ m: ManifestInputs) -> YAML {
         let n = m.names
         let selector: YAML = .map([("app.kubernetes.io/name", "kubetrace-operator")])
@@ -154,7 +165,8 @@ public enum ManifestRenderer {
             ("image", .string(m.image)),
             // Always: every start re-checks the registry credentials (as kubelets now do for cached images).
             ("imagePullPolicy", "Always"),
-            ("args", .list(["run"])),
+            ("args", .list(["run"] + (m.apiCertificateAuthorityPEM == nil ? [] : ["--ca-file", .string(apiCAMountPath + "/ca.crt")])
+                           + (m.vultrAPIURL.map { ["--vultr-api-url", .string($0)] } ?? []))),
             ("env", .list([
                 .map([("name", "API_URL"), ("value", .string(m.apiURL))]),
                 .map([("name", "CLUSTER_ID"), ("value", .string(m.clusterID))]),
@@ -176,7 +188,8 @@ public enum ManifestRenderer {
                 ("allowPrivilegeEscalation", false), ("readOnlyRootFilesystem", true), ("runAsNonRoot", true), ("runAsUser", 65532), ("runAsGroup", 65532),
                 ("capabilities", .map([("drop", .list(["ALL"]))])), ("seccompProfile", .map([("type", "RuntimeDefault")])),
             ])),
-            ("volumeMounts", .list([.map([("name", "operator-token"), ("mountPath", "/var/run/secrets/kubetrace"), ("readOnly", true)])])),
+            ("volumeMounts", .list([.map([("name", "operator-token"), ("mountPath", "/var/run/secrets/kubetrace"), ("readOnly", true)])]
+                                   + (m.apiCertificateAuthorityPEM == nil ? [] : [.map([("name", "api-ca"), ("mountPath", .string(apiCAMountPath)), ("readOnly", true)])]))),
         ])
         return .map([
             ("apiVersion", "apps/v1"), ("kind", "Deployment"),
@@ -193,13 +206,17 @@ public enum ManifestRenderer {
                         ("serviceAccountName", .string(n.operatorServiceAccount)),
                         ("automountServiceAccountToken", true),
                         ("imagePullSecrets", .list([.map([("name", .string(n.registrySecret))])])),
-                        ("securityContext", .map([("runAsNonRoot", true), ("seccompProfile", .map([("type", "RuntimeDefault")]))])),
+                        // fsGroup: kubelet writes Secret volume files owned by root unless the Pod sets one;
+                        // with it they are group 65532 and group-readable (0400 → 0440, pkg/volume/volume_linux.go
+                        // SetVolumeOwnership), so uid 65532 can read its token. Without it the Pod crash-loops.
+                        ("securityContext", .map([("runAsNonRoot", true), ("fsGroup", 65532), ("seccompProfile", .map([("type", "RuntimeDefault")]))])),
                         ("terminationGracePeriodSeconds", 30),
                         ("containers", .list([container])),
                         ("volumes", .list([.map([("name", "operator-token"), ("secret", .map([
                             ("secretName", .string(n.operatorSecret)), ("defaultMode", 0o400),
                             ("items", .list([.map([("key", "operator_token"), ("path", "operator_token")])])),
-                        ]))])])),
+                        ]))])] + (m.apiCertificateAuthorityPEM == nil ? [] : [.map([("name", "api-ca"), ("configMap", .map([
+                            ("name", .string(n.apiCAConfigMap)), ("defaultMode", 0o444)]))])]))),
                     ])),
                 ])),
             ])),

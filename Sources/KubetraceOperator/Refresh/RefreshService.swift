@@ -19,6 +19,8 @@ public struct RefreshConfiguration: Sendable {
     public var policy = RefreshPolicy()
     /// `OPERATOR_TOKEN_FILE`, else Secret `kubetrace-operator`, else `$CREDENTIALS_DIRECTORY/operator_token`.
     public var operatorTokenFile: String?
+    /// Where `operatorTokenFile` comes from, and so where a token the Kubetrace API rotates is kept.
+    public var operatorTokenFileOrigin = OperatorTokenFileOrigin.hostFile
     public var credentialsDirectory: String?
     /// Vultr registry credentials minted at run time (with `vultr_api_key` and `registry_id` in the operator Secret).
     public var vultr: (baseURL: String, tls: TLSSettings)?
@@ -29,6 +31,19 @@ public struct RefreshConfiguration: Sendable {
     public var status: OperatorStatus?
 
     public init(source: TokenSource) { self.source = source }
+}
+
+/// Where `OPERATOR_TOKEN_FILE` comes from. A token the Kubetrace API rotates must be kept where
+/// the operator reads it from, or the next start (and, once the old token is revoked, every
+/// refresh) uses a token the API no longer accepts.
+public enum OperatorTokenFileOrigin: Sendable, Equatable {
+    /// In cluster: the file is Secret `kubetrace-operator` mounted by the kubelet (read-only).
+    /// A rotated token is written to that Secret; the kubelet brings the file up to date after its
+    /// sync delay, and until the file shows the new token the operator uses it from memory.
+    case secretVolume
+    /// Out of cluster: a file on the host. A rotated token replaces it (written whole, then
+    /// renamed); if it cannot be written, the token is kept in memory and a warning says why.
+    case hostFile
 }
 
 /// The refreshers of SPEC §5 for one cluster, run until cancelled.
@@ -45,6 +60,14 @@ public struct RefreshService: Sendable {
     private let cachedOperatorToken = CachedValue<SecretString>()
     /// The running loops, so a reload (SIGHUP) can make them re-read their credentials.
     private let loops = RunningLoops()
+    /// A token the API rotated while `operatorTokenFile` still holds the one it replaced.
+    private let rotationOverFile = CachedValue<PendingRotation>()
+
+    struct PendingRotation: Sendable {
+        /// What the file held when the API rotated the token.
+        var replaced: String
+        var rotated: SecretString
+    }
 
     public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger) {
         self.client = client
@@ -148,7 +171,16 @@ public struct RefreshService: Sendable {
     // MARK: the operator token
 
     func operatorToken() async throws -> SecretString {
-        if let file = config.operatorTokenFile { return try Self.readToken(file) }
+        if let file = config.operatorTokenFile {
+            let onDisk = try Self.readToken(file)
+            if let pending = rotationOverFile.get() {
+                // The file has not caught up with the rotation yet (the kubelet's sync delay).
+                if onDisk.value == pending.replaced { return pending.rotated }
+                // It has, or someone put another token there: from now on the file decides.
+                rotationOverFile.set(nil)
+            }
+            return onDisk
+        }
         // Kept current by the Secret watch: the refresh path does not depend on one more request
         // succeeding near expiry (the soak saw a token lapse when that GET kept failing).
         if let cached = cachedOperatorToken.get() { return cached }
@@ -182,9 +214,31 @@ public struct RefreshService: Sendable {
 
     private func rotateOperatorToken(_ token: SecretString, expiresAt: Date?) async throws {
         if let file = config.operatorTokenFile {
-            logger.warning("the Kubetrace API rotated the operator token, but it comes from a file that the operator does not write; update it", metadata: ["file": "\(file)"])
+            let replaced = (try? Self.readToken(file))?.value ?? ""
+            rotationOverFile.set(PendingRotation(replaced: replaced, rotated: token))
+            switch config.operatorTokenFileOrigin {
+            case .secretVolume:
+                try await writeOperatorSecret(token, expiresAt: expiresAt)
+                logger.info("operator token rotated; written to the Secret the token file is mounted from", metadata: [
+                    "event": "operator_token_rotated", "file": "\(file)", "k8s.secret": "\(ns)/\(config.names.operatorSecret)"])
+            case .hostFile:
+                do {
+                    try PrivateFile.write(token.value + "\n", to: file, mode: 0o600)
+                    rotationOverFile.set(nil)
+                    logger.info("operator token rotated; written to its file", metadata: ["event": "operator_token_rotated", "file": "\(file)"])
+                } catch {
+                    logger.warning("operator token rotated, but its file cannot be written: the new token is kept in memory only, until this process exits", metadata: [
+                        "event": "operator_token_rotated", "file": "\(file)", "error": "\(error)"])
+                }
+            }
             return
         }
+        try await writeOperatorSecret(token, expiresAt: expiresAt)
+        cachedOperatorToken.set(token)
+        logger.info("operator token rotated", metadata: ["event": "operator_token_rotated"])
+    }
+
+    private func writeOperatorSecret(_ token: SecretString, expiresAt: Date?) async throws {
         let names = config.names
         try await writer.update(namespace: ns, name: names.operatorSecret, create: {
             Secret(metadata: ObjectMeta(name: names.operatorSecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "Opaque")
@@ -197,8 +251,6 @@ public struct RefreshService: Sendable {
             a[Self.refreshedAtAnnotation] = RFC3339.format(Date())
             secret.metadata.annotations = a
         }
-        cachedOperatorToken.set(token)
-        logger.info("operator token rotated", metadata: ["event": "operator_token_rotated"])
     }
 
     // MARK: registry credentials
