@@ -179,6 +179,10 @@ struct APIServer: HTTPResponder {
             case ("binding", .post) where target.kind == .pod:
                 guard let namespace = target.namespace, let name = target.name else { throw APIError.pathNotFound(path) }
                 let binding = try await Self.body(request, context: context)
+                // BindingREST.Create: the body names the Pod of the URL.
+                if let bodyName = binding["metadata"]?["name"]?.stringValue, bodyName != name {
+                    throw APIError.badRequest("name in URL does not match name in Binding object")
+                }
                 guard let node = binding["target"]?["name"]?.stringValue else {
                     throw APIError(422, "Invalid", "Binding.core \"\(name)\" is invalid: target.name: Required value")
                 }

@@ -113,6 +113,9 @@ import Testing
              stderr: e + "--api-url: \"http://api.example.com\" must be https", prefix: true),
         Case(name: "API_URL plain http", args: ["run", "--kubeconfig", "{K}"], environment: ["API_URL": "http://api.example.com", "CLUSTER_ID": "c"],
              stderr: e + "API_URL: \"http://api.example.com\" must be https", prefix: true),
+        // Never echoed: the password must not reach the error line.
+        Case(name: "API_URL with credentials", args: ["run", "--kubeconfig", "{K}"], environment: ["API_URL": "https://user:kt-url-secret@api.example.com", "CLUSTER_ID": "c"],
+             stderr: e + "API_URL: must not carry credentials (user:password@); the operator token goes in a file (OPERATOR_TOKEN_FILE)\n"),
         Case(name: "--api-url not a URL", args: ["run", "--kubeconfig", "{K}", "--api-url", "not a url", "--cluster-id", "c"], stderr: e + "--api-url: \"not a url\" is not a URL\n"),
         Case(name: "API_URL without CLUSTER_ID", args: ["run", "--kubeconfig", "{K}"], environment: ["API_URL": "https://api.example.com"], stderr: e + "--cluster-id (or CLUSTER_ID) is required\n"),
         Case(name: "--vultr-api-url plain http", args: ["run", "--kubeconfig", "{K}", "--vultr-api-url", "http://vultr.example.com"],

@@ -14,6 +14,10 @@ struct ExternalEndpoint: Sendable {
         guard let parts = URLComponents(string: url), let scheme = parts.scheme, let host = parts.host, !host.isEmpty else {
             throw CLIError.configuration("\(name): \"\(raw)\" is not a URL")
         }
+        // Credentials in a URL end up in logs and process listings; the URL itself is never echoed here.
+        guard parts.user == nil, parts.password == nil else {
+            throw CLIError.configuration("\(name): must not carry credentials (user:password@); the operator token goes in a file (OPERATOR_TOKEN_FILE)")
+        }
         switch scheme {
         case "https": break
         case "http":

@@ -37,9 +37,11 @@ public struct RefreshConfiguration: Sendable {
 /// the operator reads it from, or the next start (and, once the old token is revoked, every
 /// refresh) uses a token the API no longer accepts.
 public enum OperatorTokenFileOrigin: Sendable, Equatable {
-    /// In cluster: the file is Secret `kubetrace-operator` mounted by the kubelet (read-only).
-    /// A rotated token is written to that Secret; the kubelet brings the file up to date after its
-    /// sync delay, and until the file shows the new token the operator uses it from memory.
+    /// In cluster: the file is Secret `kubetrace-operator` as the kubelet last projected it, up
+    /// to its sync period (a minute or more) behind. The Secret itself is read first (the watch
+    /// keeps it), so a replica that becomes leader right after a rotation never sends the
+    /// token the file still holds; the file is the fallback when the Secret cannot be read. A
+    /// rotated token is written to the Secret.
     case secretVolume
     /// Out of cluster: a file on the host. A rotated token replaces it (written whole, then
     /// renamed); if it cannot be written, the token is kept in memory and a warning says why.
@@ -60,13 +62,22 @@ public struct RefreshService: Sendable {
     private let cachedOperatorToken = CachedValue<SecretString>()
     /// The running loops, so a reload (SIGHUP) can make them re-read their credentials.
     private let loops = RunningLoops()
-    /// A token the API rotated while `operatorTokenFile` still holds the one it replaced.
+    /// Out of cluster: a rotated token that could not be written to `operatorTokenFile`, and
+    /// what the file held then (it is used while the file still holds that).
     private let rotationOverFile = CachedValue<PendingRotation>()
+    /// A rotated token not yet written to the operator Secret (the write failed): used before
+    /// anything the watch says, and written again before the next refresh.
+    private let unsavedRotation = CachedValue<UnsavedRotation>()
 
     struct PendingRotation: Sendable {
         /// What the file held when the API rotated the token.
         var replaced: String
         var rotated: SecretString
+    }
+
+    struct UnsavedRotation: Sendable {
+        var token: SecretString
+        var expiresAt: Date?
     }
 
     public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger) {
@@ -121,13 +132,15 @@ public struct RefreshService: Sendable {
         case .kubetraceAPI(let baseURL, let tls, let clusterID):
             let api = KubetraceAPIClient(endpoint: ExternalEndpoint(baseURL: baseURL, tls: tls), clusterID: clusterID,
                                          kubeconfigSecret: (ns, config.names.kubeconfigSecret))
+            // A rotation whose Secret write failed last time is stored first.
+            await saveRotation()
             let operatorToken = try await self.operatorToken()
             let answer = try await api.refresh(operatorToken: operatorToken, currentExpiry: currentExpiry)
             // The kubeconfig first: it is what the refresh is for.
             try await writeKubeconfig(token: answer.token, expiresAt: answer.expiresAt,
                                       server: answer.server ?? facts.server ?? client.connection.server,
                                       caData: answer.certificateAuthorityData ?? facts.caData)
-            if let rotated = answer.operatorToken { try await rotateOperatorToken(rotated, expiresAt: answer.operatorTokenExpiresAt) }
+            if let rotated = answer.operatorToken { await rotateOperatorToken(rotated, expiresAt: answer.operatorTokenExpiresAt) }
             var due = answer.expiresAt
             if let r = answer.registry {
                 try await writePullSecret(host: r.server, username: r.username, password: r.password, expiresAt: r.expiresAt)
@@ -171,15 +184,23 @@ public struct RefreshService: Sendable {
     // MARK: the operator token
 
     func operatorToken() async throws -> SecretString {
+        // A rotation the Secret does not hold yet wins over everything: the old token is revoked.
+        if let unsaved = unsavedRotation.get() { return unsaved.token }
         if let file = config.operatorTokenFile {
-            let onDisk = try Self.readToken(file)
-            if let pending = rotationOverFile.get() {
-                // The file has not caught up with the rotation yet (the kubelet's sync delay).
-                if onDisk.value == pending.replaced { return pending.rotated }
-                // It has, or someone put another token there: from now on the file decides.
-                rotationOverFile.set(nil)
+            switch config.operatorTokenFileOrigin {
+            case .secretVolume:
+                if let fromSecret = try? await operatorTokenFromSecret() { return fromSecret }
+                return try Self.readToken(file)
+            case .hostFile:
+                let onDisk = try Self.readToken(file)
+                if let pending = rotationOverFile.get() {
+                    // The file could not be written: it still holds the token the API replaced.
+                    if onDisk.value == pending.replaced { return pending.rotated }
+                    // Someone put another token there: from now on the file decides.
+                    rotationOverFile.set(nil)
+                }
+                return onDisk
             }
-            return onDisk
         }
         // Kept current by the Secret watch: the refresh path does not depend on one more request
         // succeeding near expiry (the soak saw a token lapse when that GET kept failing).
@@ -200,6 +221,14 @@ public struct RefreshService: Sendable {
         throw RefreshFailure(kind: .unauthorized, message: "no operator_token: set OPERATOR_TOKEN_FILE, or Secret \(ns)/\(config.names.operatorSecret) key operator_token, or $CREDENTIALS_DIRECTORY/operator_token")
     }
 
+    /// The operator Secret's token, from the watch or a GET; nil when there is none or it cannot be read.
+    private func operatorTokenFromSecret() async throws -> SecretString? {
+        if let cached = cachedOperatorToken.get() { return cached }
+        let secret = try await client.get(Secret.self, namespace: ns, name: config.names.operatorSecret)
+        guard let token = secret.data?["operator_token"], !token.isEmpty else { return nil }
+        return SecretString(token.string.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     static func readToken(_ file: String) throws -> SecretString {
         guard let data = FileManager.default.contents(atPath: file) else {
             throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) cannot be read")
@@ -212,30 +241,43 @@ public struct RefreshService: Sendable {
         return SecretString(t)
     }
 
-    private func rotateOperatorToken(_ token: SecretString, expiresAt: Date?) async throws {
-        if let file = config.operatorTokenFile {
+    /// Keeps a token the API rotated where the operator reads it from. Never throws: the
+    /// kubeconfig is already written, and failing the refresh would only make the API rotate
+    /// again. A token that cannot be stored is kept in memory and stored at the next refresh.
+    private func rotateOperatorToken(_ token: SecretString, expiresAt: Date?) async {
+        if let file = config.operatorTokenFile, config.operatorTokenFileOrigin == .hostFile {
             let replaced = (try? Self.readToken(file))?.value ?? ""
-            rotationOverFile.set(PendingRotation(replaced: replaced, rotated: token))
-            switch config.operatorTokenFileOrigin {
-            case .secretVolume:
-                try await writeOperatorSecret(token, expiresAt: expiresAt)
-                logger.info("operator token rotated; written to the Secret the token file is mounted from", metadata: [
-                    "event": "operator_token_rotated", "file": "\(file)", "k8s.secret": "\(ns)/\(config.names.operatorSecret)"])
-            case .hostFile:
-                do {
-                    try PrivateFile.write(token.value + "\n", to: file, mode: 0o600)
-                    rotationOverFile.set(nil)
-                    logger.info("operator token rotated; written to its file", metadata: ["event": "operator_token_rotated", "file": "\(file)"])
-                } catch {
-                    logger.warning("operator token rotated, but its file cannot be written: the new token is kept in memory only, until this process exits", metadata: [
-                        "event": "operator_token_rotated", "file": "\(file)", "error": "\(error)"])
-                }
+            do {
+                try PrivateFile.write(token.value + "\n", to: file, mode: 0o600)
+                rotationOverFile.set(nil)
+                logger.info("operator token rotated; written to its file", metadata: ["event": "operator_token_rotated", "file": "\(file)"])
+            } catch {
+                rotationOverFile.set(PendingRotation(replaced: replaced, rotated: token))
+                logger.warning("operator token rotated, but its file cannot be written: the new token is kept in memory only, until this process exits", metadata: [
+                    "event": "operator_token_rotated", "file": "\(file)", "error": "\(error)"])
             }
             return
         }
-        try await writeOperatorSecret(token, expiresAt: expiresAt)
+        // The Secret (which in cluster the token file is mounted from).
         cachedOperatorToken.set(token)
-        logger.info("operator token rotated", metadata: ["event": "operator_token_rotated"])
+        unsavedRotation.set(UnsavedRotation(token: token, expiresAt: expiresAt))
+        await saveRotation()
+    }
+
+    /// Writes a rotated token not yet in the operator Secret; on failure it stays in memory.
+    private func saveRotation() async {
+        guard let unsaved = unsavedRotation.get() else { return }
+        let secret = "\(ns)/\(config.names.operatorSecret)"
+        do {
+            try await writeOperatorSecret(unsaved.token, expiresAt: unsaved.expiresAt)
+            unsavedRotation.set(nil)
+            var facts: Logger.Metadata = ["event": "operator_token_rotated", "k8s.secret": "\(secret)"]
+            if let file = config.operatorTokenFile { facts["file"] = "\(file)" }
+            logger.info(config.operatorTokenFile == nil ? "operator token rotated" : "operator token rotated; written to the Secret the token file is mounted from", metadata: facts)
+        } catch {
+            logger.warning("operator token rotated, but the operator Secret cannot be written: the new token is kept in memory and written again at the next refresh", metadata: [
+                "event": "operator_token_rotation_unsaved", "k8s.secret": "\(secret)", "error": "\(error)"])
+        }
     }
 
     private func writeOperatorSecret(_ token: SecretString, expiresAt: Date?) async throws {
