@@ -56,12 +56,12 @@ cat >&2 <<MSG
 
 make run: the operator runs as the Deployment kubetrace-system/kubetrace-operator in the devcluster.
 Look at it (in another terminal):
-  export KUBECONFIG=$PWD/$state/kubeconfig
+  . $PWD/$state/install.env     # KUBECONFIG, PATH (the kubetrace-operator just built), CA_FILE, REGISTRY …
   kubectl get pods -n kubetrace-system -o wide
   kubectl logs -n kubetrace-system deployment/kubetrace-operator -f
   kubectl describe deployment kubetrace-operator -n kubetrace-system
-  $bin/kubetrace-operator status
-  $bin/kubetrace-operator doctor --ca-file $state/ca.crt --registry $(sed 's|^https://||; s|/kubetrace-api$||' "$state/api_url")
+  kubetrace-operator status
+  kubetrace-operator doctor --ca-file "\$CA_FILE" --registry "\$REGISTRY" --registry-ca-file "\$REGISTRY_CA_FILE"
 Ctrl-C stops the devcluster and its Pods.
 MSG
 wait $dev

@@ -595,6 +595,7 @@ actor ObjectStore {
 
     /// kube-apiserver's graceful deletion of a Pod: k8s.io/apiserver `pkg/registry/rest/delete.go`
     /// `BeforeDelete` with pkg/registry/core/pod/strategy.go `CheckGracefulDelete`:
+    /// - a negative requested period is 1, before anything else looks at it;
     /// - a Pod already terminating may only have its grace period shortened (the deletion
     ///   timestamp moves by the difference); asking for the same or a longer one, or nothing,
     ///   leaves it pending; one marked with 0 (or none) is deleted;
@@ -605,14 +606,17 @@ actor ObjectStore {
     /// The kubelet then stops the containers and deletes the Pod with a grace period of 0.
     private func gracefulPodDelete(_ obj: inout [String: JSONValue], requested: Int?) -> GracefulDelete {
         var meta = obj["metadata"]?.objectValue ?? [:]
+        // `BeforeDelete`: "if options.GracePeriodSeconds < 0 { 1 }" comes before the terminating
+        // check, so a negative period shortens a pending deletion to 1 s rather than forcing it.
+        let requested = requested.map { $0 < 0 ? 1 : $0 }
         if let timestamp = meta["deletionTimestamp"]?.stringValue {
             guard let current = meta["deletionGracePeriodSeconds"]?.intValue, current > 0 else { return .immediate }
             guard let period = requested, period < current else { return .pending }
-            let moved = (RFC3339.parse(timestamp) ?? now()).addingTimeInterval(TimeInterval(max(period, 0) - current))
+            let moved = (RFC3339.parse(timestamp) ?? now()).addingTimeInterval(TimeInterval(period - current))
             meta["deletionTimestamp"] = .string(RFC3339.format(moved))
-            meta["deletionGracePeriodSeconds"] = .int(max(period, 0))
+            meta["deletionGracePeriodSeconds"] = .int(period)
             obj["metadata"] = .object(meta)
-            return .marked(period: max(period, 0))
+            return .marked(period: period)
         }
         let spec = obj["spec"]?.objectValue ?? [:]
         var period = requested ?? spec["terminationGracePeriodSeconds"]?.intValue ?? 0

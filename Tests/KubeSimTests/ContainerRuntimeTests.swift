@@ -11,19 +11,32 @@ private final class TestPod: Sendable {
     let network: NodeNetwork
     let sandbox: PodSandbox
 
-    init(hostname: String = "web-0") throws {
+    init(hostname: String = "web-0") async throws {
         network = try NodeNetwork.setUp()
         do {
-            sandbox = try PodSandbox.create(podUID: UUID().uuidString, hostname: hostname, network: network)
+            sandbox = try await PodSandbox.create(podUID: UUID().uuidString, hostname: hostname, network: network)
         } catch {
             network.tearDown()
             throw error
         }
     }
 
-    func close() {
-        sandbox.stop()
+    func close() async {
+        await sandbox.stop()
         network.tearDown()
+    }
+}
+
+/// Runs `body` with a fresh `TestPod`, closed afterwards whatever `body` does.
+private func withTestPod<T>(hostname: String = "web-0", _ body: (TestPod) async throws -> T) async throws -> T {
+    let pod = try await TestPod(hostname: hostname)
+    do {
+        let result = try await body(pod)
+        await pod.close()
+        return result
+    } catch {
+        await pod.close()
+        throw error
     }
 }
 
@@ -36,7 +49,7 @@ private struct Finished: Sendable {
 /// Starts a container, collects its output to EOF and its exit, within 30 s.
 private func run(_ launch: ContainerLaunch, in sandbox: PodSandbox) async throws -> Finished {
     try await within(.seconds(30), "container \(launch.executable) \(launch.arguments)") {
-        let process = try ContainerProcess.start(launch, in: sandbox)
+        let process = try await ContainerProcess.start(launch, in: sandbox)
         var stdout: [String] = []
         var stderr: [String] = []
         for await (stream, bytes) in process.output {
@@ -120,219 +133,219 @@ private func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async ->
 @Suite(.enabled(if: getuid() == 0, "needs root: network namespaces, veths, mounts"), .timeLimit(.minutes(2)))
 struct ContainerRuntimeTests {
     @Test func runsAsTheRequestedUserGroupAndSupplementalGroups() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let result = try await run(shell("id -u; id -g; id -G", uid: 1000, gid: 2000, groups: [3000, 4000]), in: pod.sandbox)
-        #expect(result.exit == .exited(0), "\(result.stderr)")
-        #expect(result.stdout == ["1000", "2000", "2000 3000 4000"])
+        try await withTestPod { pod in
+            let result = try await run(shell("id -u; id -g; id -G", uid: 1000, gid: 2000, groups: [3000, 4000]), in: pod.sandbox)
+            #expect(result.exit == .exited(0), "\(result.stderr)")
+            #expect(result.stdout == ["1000", "2000", "2000 3000 4000"])
+        }
     }
 
     @Test func aReadOnlyBindMountCannotBeWrittenAndAWritableOneReachesTheHost() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let dir = TempDir()
-        let file = dir.write("config", "original\n", mode: 0o644)
-        let shared = dir.path + "/shared"
-        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
-        let launch = shell("cat /etc/app/config; echo changed > /etc/app/config || echo refused; echo out > /data/out",
-                           mounts: [ContainerMount(hostPath: file, containerPath: "/etc/app/config", readOnly: true),
-                                    ContainerMount(hostPath: shared, containerPath: "/data", readOnly: false)])
-        let result = try await run(launch, in: pod.sandbox)
-        #expect(result.exit == .exited(0), "\(result.stderr)")
-        #expect(result.stdout == ["original", "refused"])
-        #expect(result.stderr.contains { $0.contains("Read-only file system") }, "\(result.stderr)")
-        #expect(try String(contentsOfFile: file, encoding: .utf8) == "original\n")
-        #expect(try String(contentsOfFile: shared + "/out", encoding: .utf8) == "out\n")
-        #expect(!exists("/etc/app"), "the mount point was created on the host")
+        try await withTestPod { pod in
+            let dir = TempDir()
+            let file = dir.write("config", "original\n", mode: 0o644)
+            let shared = dir.path + "/shared"
+            try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+            let launch = shell("cat /etc/app/config; echo changed > /etc/app/config || echo refused; echo out > /data/out",
+                               mounts: [ContainerMount(hostPath: file, containerPath: "/etc/app/config", readOnly: true),
+                                        ContainerMount(hostPath: shared, containerPath: "/data", readOnly: false)])
+            let result = try await run(launch, in: pod.sandbox)
+            #expect(result.exit == .exited(0), "\(result.stderr)")
+            #expect(result.stdout == ["original", "refused"])
+            #expect(result.stderr.contains { $0.contains("Read-only file system") }, "\(result.stderr)")
+            #expect(try String(contentsOfFile: file, encoding: .utf8) == "original\n")
+            #expect(try String(contentsOfFile: shared + "/out", encoding: .utf8) == "out\n")
+            #expect(!exists("/etc/app"), "the mount point was created on the host")
+        }
     }
 
     @Test func aReadOnlyRootFilesystemRefusesWritesWithEROFS() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let name = "/kt-test-\(UUID().uuidString)"
-        let result = try await run(shell("touch \(name)", readOnlyRoot: true), in: pod.sandbox)
-        #expect(result.exit == .exited(1))
-        #expect(result.stderr.contains { $0.contains("Read-only file system") }, "\(result.stderr)")
-        #expect(!exists(name))
+        try await withTestPod { pod in
+            let name = "/kt-test-\(UUID().uuidString)"
+            let result = try await run(shell("touch \(name)", readOnlyRoot: true), in: pod.sandbox)
+            #expect(result.exit == .exited(1))
+            #expect(result.stderr.contains { $0.contains("Read-only file system") }, "\(result.stderr)")
+            #expect(!exists(name))
+        }
     }
 
     @Test func writesToTheRootStayInTheContainerLayerAndMountPointsNeverReachTheHost() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let dir = TempDir()
-        let source = dir.path + "/volume"
-        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
-        #expect(FileManager.default.createFile(atPath: source + "/key", contents: Data("v".utf8)))
-        let top = "/kt-mnt-\(UUID().uuidString)"
-        let created = "/kt-file-\(UUID().uuidString)"
-        let launch = shell("cat \(top)/deep/dir/key; echo; touch \(created) && ls \(created)",
-                           mounts: [ContainerMount(hostPath: source, containerPath: top + "/deep/dir", readOnly: true)])
-        let result = try await run(launch, in: pod.sandbox)
-        #expect(result.exit == .exited(0), "\(result.stderr)")
-        #expect(result.stdout == ["v", created])
-        #expect(!exists(top), "the mount point appeared on the host")
-        #expect(!exists(created), "a write to the container's root reached the host")
+        try await withTestPod { pod in
+            let dir = TempDir()
+            let source = dir.path + "/volume"
+            try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: source + "/key", contents: Data("v".utf8)))
+            let top = "/kt-mnt-\(UUID().uuidString)"
+            let created = "/kt-file-\(UUID().uuidString)"
+            let launch = shell("cat \(top)/deep/dir/key; echo; touch \(created) && ls \(created)",
+                               mounts: [ContainerMount(hostPath: source, containerPath: top + "/deep/dir", readOnly: true)])
+            let result = try await run(launch, in: pod.sandbox)
+            #expect(result.exit == .exited(0), "\(result.stderr)")
+            #expect(result.stdout == ["v", created])
+            #expect(!exists(top), "the mount point appeared on the host")
+            #expect(!exists(created), "a write to the container's root reached the host")
+        }
     }
 
     @Test func aMissingWorkingDirectoryIsCreatedInTheContainerLayerAsRuncDoes() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let top = "/kt-wd-\(UUID().uuidString)"
-        var launch = shell("pwd")
-        launch.workingDirectory = top + "/app"
-        let result = try await run(launch, in: pod.sandbox)
-        #expect(result.exit == .exited(0), "\(result.stderr)")
-        #expect(result.stdout == [top + "/app"])
-        #expect(!exists(top))
+        try await withTestPod { pod in
+            let top = "/kt-wd-\(UUID().uuidString)"
+            var launch = shell("pwd")
+            launch.workingDirectory = top + "/app"
+            let result = try await run(launch, in: pod.sandbox)
+            #expect(result.exit == .exited(0), "\(result.stderr)")
+            #expect(result.stdout == [top + "/app"])
+            #expect(!exists(top))
+        }
     }
 
     @Test func theHostnameAndKubeletsHostsFileArePerPod() async throws {
-        let pod = try TestPod(hostname: "web-7f9c")
-        defer { pod.close() }
-        let result = try await run(shell("hostname; cat /etc/hostname; grep web-7f9c /etc/hosts"), in: pod.sandbox)
-        #expect(result.exit == .exited(0), "\(result.stderr)")
-        #expect(result.stdout == ["web-7f9c", "web-7f9c", "\(pod.sandbox.podIP)\tweb-7f9c"])
+        try await withTestPod(hostname: "web-7f9c") { pod in
+            let result = try await run(shell("hostname; cat /etc/hostname; grep web-7f9c /etc/hosts"), in: pod.sandbox)
+            #expect(result.exit == .exited(0), "\(result.stderr)")
+            #expect(result.stdout == ["web-7f9c", "web-7f9c", "\(pod.sandbox.podIP)\tweb-7f9c"])
+        }
     }
 
     @Test func thePodReachesTheNodeAddressAndTheHostReachesThePod() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        #expect(pod.sandbox.podIP.hasPrefix(String(pod.network.podCIDR.dropLast(4))))
+        try await withTestPod { pod in
+            #expect(pod.sandbox.podIP.hasPrefix(String(pod.network.podCIDR.dropLast(4))))
 
-        // Pod → node: a listener on nodeAddress, a container that connects with bash's /dev/tcp.
-        let (fd, port) = try listener(on: pod.network.nodeAddress)
-        defer { close(fd) }
-        // Stored and awaited below (bounded): the accept must be waiting while the container runs.
-        let receiver = Task { await onThread { () -> String in
-            let conn = accept(fd, nil, nil)
-            guard conn >= 0 else { return "accept failed" }
-            defer { close(conn) }
-            var buffer = [UInt8](repeating: 0, count: 64)
-            let n = recv(conn, &buffer, buffer.count, 0)
-            return String(decoding: buffer[..<max(n, 0)], as: UTF8.self)
-        } }
-        let client = ContainerLaunch(executable: "/bin/bash", arguments: ["-c", "echo hello > /dev/tcp/\(pod.network.nodeAddress)/\(port)"])
-        let sent = try await run(client, in: pod.sandbox)
-        #expect(sent.exit == .exited(0), "\(sent.stderr)")
-        let got = try await within(.seconds(20), "the node's listener") { await receiver.value }
-        #expect(got == "hello\n")
+            // Pod → node: a listener on nodeAddress, a container that connects with bash's /dev/tcp.
+            let (fd, port) = try listener(on: pod.network.nodeAddress)
+            defer { close(fd) }
+            // Stored and awaited below (bounded): the accept must be waiting while the container runs.
+            let receiver = Task { await onThread { () -> String in
+                let conn = accept(fd, nil, nil)
+                guard conn >= 0 else { return "accept failed" }
+                defer { close(conn) }
+                var buffer = [UInt8](repeating: 0, count: 64)
+                let n = recv(conn, &buffer, buffer.count, 0)
+                return String(decoding: buffer[..<max(n, 0)], as: UTF8.self)
+            } }
+            let client = ContainerLaunch(executable: "/bin/bash", arguments: ["-c", "echo hello > /dev/tcp/\(pod.network.nodeAddress)/\(port)"])
+            let sent = try await run(client, in: pod.sandbox)
+            #expect(sent.exit == .exited(0), "\(sent.stderr)")
+            let got = try await within(.seconds(20), "the node's listener") { await receiver.value }
+            #expect(got == "hello\n")
 
-        // Host → pod: an HTTP server in the pod on podIP; its banner line says it listens.
-        let server = try ContainerProcess.start(
-            ContainerLaunch(executable: "/usr/bin/python3", arguments: ["-u", "-m", "http.server", "--bind", pod.sandbox.podIP, "8080"],
-                            workingDirectory: "/etc"),
-            in: pod.sandbox)
-        defer { server.signal(SIGKILL) }
-        let listening = try await within(.seconds(20), "the pod's HTTP server to listen") {
-            for await (_, line) in server.output where String(decoding: line, as: UTF8.self).contains("Serving HTTP") { return true }
-            return false
+            // Host → pod: an HTTP server in the pod on podIP; its banner line says it listens.
+            let server = try await ContainerProcess.start(
+                ContainerLaunch(executable: "/usr/bin/python3", arguments: ["-u", "-m", "http.server", "--bind", pod.sandbox.podIP, "8080"],
+                                workingDirectory: "/etc"),
+                in: pod.sandbox)
+            defer { server.signal(SIGKILL) }
+            let listening = try await within(.seconds(20), "the pod's HTTP server to listen") {
+                for await (_, line) in server.output where String(decoding: line, as: UTF8.self).contains("Serving HTTP") { return true }
+                return false
+            }
+            #expect(listening)
+            let podIP = pod.sandbox.podIP
+            let response = await onThread { exchange(podIP, 8080, "GET /hostname HTTP/1.0\r\n\r\n") }
+            #expect(response?.hasPrefix("HTTP/1.0 200") == true, "\(response ?? "no connection")")
+            #expect(response?.hasSuffix("web-0\n") == true)
+            server.signal(SIGTERM)
+            #expect(try await within(.seconds(20), "the server to exit") { await server.wait() } == .signaled(SIGTERM))
         }
-        #expect(listening)
-        let podIP = pod.sandbox.podIP
-        let response = await onThread { exchange(podIP, 8080, "GET /hostname HTTP/1.0\r\n\r\n") }
-        #expect(response?.hasPrefix("HTTP/1.0 200") == true, "\(response ?? "no connection")")
-        #expect(response?.hasSuffix("web-0\n") == true)
-        server.signal(SIGTERM)
-        #expect(try await within(.seconds(20), "the server to exit") { await server.wait() } == .signaled(SIGTERM))
     }
 
     @Test func noNewPrivsAndCapabilitiesAsRuncSetsThem() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let status = "grep -E '^(NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status"
-        func fields(_ lines: [String]) -> [String: String] {
-            Dictionary(uniqueKeysWithValues: lines.map { line in
-                let parts = line.split(separator: ":", maxSplits: 1)
-                return (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces))
-            })
+        try await withTestPod { pod in
+            let status = "grep -E '^(NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status"
+            func fields(_ lines: [String]) -> [String: String] {
+                Dictionary(uniqueKeysWithValues: lines.map { line in
+                    let parts = line.split(separator: ":", maxSplits: 1)
+                    return (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces))
+                })
+            }
+            func hex(_ mask: UInt64) -> String { String(format: "%016llx", mask) }
+            let defaults = hex(capabilityMask(ContainerLaunch.defaultCapabilities))
+
+            let root = fields(try await run(shell(status, noNewPrivileges: true), in: pod.sandbox).stdout)
+            #expect(root["NoNewPrivs"] == "1")
+            #expect(root["CapBnd"] == defaults)
+            #expect(root["CapEff"] == defaults)
+            #expect(root["CapPrm"] == defaults)
+            #expect(root["CapInh"] == hex(0))
+            #expect(root["CapAmb"] == hex(0))
+
+            let user = fields(try await run(shell(status, uid: 1000, gid: 1000), in: pod.sandbox).stdout)
+            #expect(user["NoNewPrivs"] == "0")
+            #expect(user["CapBnd"] == defaults)
+            #expect(user["CapEff"] == hex(0))
+            #expect(user["CapPrm"] == hex(0))
+
+            let dropped = fields(try await run(shell(status, capabilities: ["NET_BIND_SERVICE"]), in: pod.sandbox).stdout)
+            #expect(dropped["CapBnd"] == hex(1 << 10))
+            #expect(dropped["CapEff"] == hex(1 << 10))
         }
-        func hex(_ mask: UInt64) -> String { String(format: "%016llx", mask) }
-        let defaults = hex(capabilityMask(ContainerLaunch.defaultCapabilities))
-
-        let root = fields(try await run(shell(status, noNewPrivileges: true), in: pod.sandbox).stdout)
-        #expect(root["NoNewPrivs"] == "1")
-        #expect(root["CapBnd"] == defaults)
-        #expect(root["CapEff"] == defaults)
-        #expect(root["CapPrm"] == defaults)
-        #expect(root["CapInh"] == hex(0))
-        #expect(root["CapAmb"] == hex(0))
-
-        let user = fields(try await run(shell(status, uid: 1000, gid: 1000), in: pod.sandbox).stdout)
-        #expect(user["NoNewPrivs"] == "0")
-        #expect(user["CapBnd"] == defaults)
-        #expect(user["CapEff"] == hex(0))
-        #expect(user["CapPrm"] == hex(0))
-
-        let dropped = fields(try await run(shell(status, capabilities: ["NET_BIND_SERVICE"]), in: pod.sandbox).stdout)
-        #expect(dropped["CapBnd"] == hex(1 << 10))
-        #expect(dropped["CapEff"] == hex(1 << 10))
     }
 
     @Test func startFailuresAreThrownWithTheStepPathAndErrno() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let missing = "/nonexistent-\(UUID().uuidString)/program"
-        let exec = #expect(throws: NodeRuntimeError.self) { try ContainerProcess.start(ContainerLaunch(executable: missing), in: pod.sandbox) }
-        #expect(exec?.description.contains("execve \(missing): ENOENT (No such file or directory)") == true, "\(exec?.description ?? "")")
+        try await withTestPod { pod in
+            let missing = "/nonexistent-\(UUID().uuidString)/program"
+            let exec = await #expect(throws: NodeRuntimeError.self) { try await ContainerProcess.start(ContainerLaunch(executable: missing), in: pod.sandbox) }
+            #expect(exec?.description.contains("execve \(missing): ENOENT (No such file or directory)") == true, "\(exec?.description ?? "")")
 
-        let source = "/nonexistent-\(UUID().uuidString)"
-        let mount = #expect(throws: NodeRuntimeError.self) {
-            try ContainerProcess.start(shell("true", mounts: [ContainerMount(hostPath: source, containerPath: "/x", readOnly: true)]), in: pod.sandbox)
-        }
-        #expect(mount?.description.contains("\(source): ENOENT") == true, "\(mount?.description ?? "")")
+            let source = "/nonexistent-\(UUID().uuidString)"
+            let mount = await #expect(throws: NodeRuntimeError.self) {
+                try await ContainerProcess.start(shell("true", mounts: [ContainerMount(hostPath: source, containerPath: "/x", readOnly: true)]), in: pod.sandbox)
+            }
+            #expect(mount?.description.contains("\(source): ENOENT") == true, "\(mount?.description ?? "")")
 
-        let chdir = #expect(throws: NodeRuntimeError.self) {
-            try ContainerProcess.start(ContainerLaunch(executable: "/bin/true", workingDirectory: "/root", uid: 1000, gid: 1000), in: pod.sandbox)
+            let chdir = await #expect(throws: NodeRuntimeError.self) {
+                try await ContainerProcess.start(ContainerLaunch(executable: "/bin/true", workingDirectory: "/root", uid: 1000, gid: 1000), in: pod.sandbox)
+            }
+            #expect(chdir?.description.contains("chdir (workingDir) /root: EACCES") == true, "\(chdir?.description ?? "")")
         }
-        #expect(chdir?.description.contains("chdir (workingDir) /root: EACCES") == true, "\(chdir?.description ?? "")")
     }
 
     @Test func signalThenWaitReportsTheSignalAsCRIDoes() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let process = try ContainerProcess.start(ContainerLaunch(executable: "/bin/sleep", arguments: ["600"]), in: pod.sandbox)
-        process.signal(SIGTERM)
-        let (first, second) = try await within(.seconds(20), "sleep to die of SIGTERM") {
-            async let a = process.wait()
-            async let b = process.wait()
-            return await (a, b)
+        try await withTestPod { pod in
+            let process = try await ContainerProcess.start(ContainerLaunch(executable: "/bin/sleep", arguments: ["600"]), in: pod.sandbox)
+            process.signal(SIGTERM)
+            let (first, second) = try await within(.seconds(20), "sleep to die of SIGTERM") {
+                async let a = process.wait()
+                async let b = process.wait()
+                return await (a, b)
+            }
+            #expect(first == .signaled(15))
+            #expect(second == .signaled(15))
+            #expect(first.exitCode == 143)
+            process.signal(SIGKILL)  // after exit: a no-op
+            #expect(await process.wait() == .signaled(15))
+            #expect(ContainerExit.exited(3).exitCode == 3)
         }
-        #expect(first == .signaled(15))
-        #expect(second == .signaled(15))
-        #expect(first.exitCode == 143)
-        process.signal(SIGKILL)  // after exit: a no-op
-        #expect(await process.wait() == .signaled(15))
-        #expect(ContainerExit.exited(3).exitCode == 3)
     }
 
     @Test func outputArrivesAsLinesPerStreamWithAFinalPartialLine() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let long = String(repeating: "x", count: 40_000)
-        let result = try await run(shell("printf 'a\\nb\\n\\nc'; echo e1 >&2; printf '\(long)\\n'; exit 3"), in: pod.sandbox)
-        #expect(result.exit == .exited(3))
-        #expect(result.exit.exitCode == 3)
-        #expect(result.stderr == ["e1"])
-        #expect(Array(result.stdout.prefix(3)) == ["a", "b", ""])
-        // "c" runs into the long line; 16 KiB pieces.
-        #expect(result.stdout.dropFirst(3).joined() == "c" + long)
-        #expect(result.stdout.dropFirst(3).allSatisfy { $0.utf8.count <= 16 << 10 })
-        #expect(result.stdout.count == 6)
+        try await withTestPod { pod in
+            let long = String(repeating: "x", count: 40_000)
+            let result = try await run(shell("printf 'a\\nb\\n\\nc'; echo e1 >&2; printf '\(long)\\n'; exit 3"), in: pod.sandbox)
+            #expect(result.exit == .exited(3))
+            #expect(result.exit.exitCode == 3)
+            #expect(result.stderr == ["e1"])
+            #expect(Array(result.stdout.prefix(3)) == ["a", "b", ""])
+            // "c" runs into the long line; 16 KiB pieces.
+            #expect(result.stdout.dropFirst(3).joined() == "c" + long)
+            #expect(result.stdout.dropFirst(3).allSatisfy { $0.utf8.count <= 16 << 10 })
+            #expect(result.stdout.count == 6)
+        }
     }
 
     @Test func aContainerGetsNothingOfTheDevclustersEnvironmentOrSignals() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        // SIGPIPE is ignored in the test process (and in the devcluster): not in the container.
-        let result = try await run(ContainerLaunch(executable: "/bin/sh", arguments: ["-c", "env; grep -E '^Sig(Ign|Blk)' /proc/self/status; ls /proc/self/fd"],
-                                                   environment: ["ONLY=this"]), in: pod.sandbox)
-        #expect(result.exit == .exited(0), "\(result.stderr)")
-        #expect(result.stdout.contains("ONLY=this"))
-        #expect(!result.stdout.contains { $0.hasPrefix("HOME=") })
-        #expect(result.stdout.contains("SigIgn:\t0000000000000000"))
-        #expect(result.stdout.contains("SigBlk:\t0000000000000000"))
-        // 0, 1, 2 and the one ls opens for the listing: no inherited descriptors.
-        #expect(result.stdout.filter { Int($0) != nil }.count <= 4, "\(result.stdout)")
+        try await withTestPod { pod in
+            // SIGPIPE is ignored in the test process (and in the devcluster): not in the container.
+            let result = try await run(ContainerLaunch(executable: "/bin/sh", arguments: ["-c", "env; grep -E '^Sig(Ign|Blk)' /proc/self/status; ls /proc/self/fd"],
+                                                       environment: ["ONLY=this"]), in: pod.sandbox)
+            #expect(result.exit == .exited(0), "\(result.stderr)")
+            #expect(result.stdout.contains("ONLY=this"))
+            #expect(!result.stdout.contains { $0.hasPrefix("HOME=") })
+            #expect(result.stdout.contains("SigIgn:\t0000000000000000"))
+            #expect(result.stdout.contains("SigBlk:\t0000000000000000"))
+            // 0, 1, 2 and the one ls opens for the listing: no inherited descriptors.
+            #expect(result.stdout.filter { Int($0) != nil }.count <= 4, "\(result.stdout)")
+        }
     }
 
     @Test func twoNodesGetDifferentSubnetsAndSandboxesReleaseTheirAddresses() async throws {
@@ -344,18 +357,17 @@ struct ContainerRuntimeTests {
         #expect(a.interface != b.interface)
         #expect(a.nodeAddress.hasSuffix(".1"))
 
-        let first = try PodSandbox.create(podUID: "uid-1", hostname: "one", network: a)
-        defer { first.stop() }
-        let second = try PodSandbox.create(podUID: "uid-2", hostname: "two", network: a)
-        defer { second.stop() }
+        let first = try await PodSandbox.create(podUID: "uid-1", hostname: "one", network: a)
+        let second = try await PodSandbox.create(podUID: "uid-2", hostname: "two", network: a)
         #expect(first.podIP != second.podIP)
         let routes = try RuntimeSystem.run("/usr/sbin/ip", ["-4", "route", "show", first.podIP])
         #expect(String(decoding: routes.stdout, as: UTF8.self).contains("src \(a.nodeAddress)"))
-        first.stop()
-        first.stop()  // idempotent
+        await first.stop()
+        await first.stop()  // idempotent
+        await second.stop()
         let after = try RuntimeSystem.run("/usr/sbin/ip", ["-4", "route", "show", first.podIP])
         #expect(after.stdout.isEmpty, "the route to a stopped pod is gone")
-        #expect(throws: NodeRuntimeError.self) { try ContainerProcess.start(ContainerLaunch(executable: "/bin/true"), in: first) }
+        await #expect(throws: NodeRuntimeError.self) { try await ContainerProcess.start(ContainerLaunch(executable: "/bin/true"), in: first) }
 
         a.tearDown()
         a.tearDown()
@@ -379,54 +391,97 @@ struct ContainerRuntimeTests {
     }
 
     @Test func aLargeOutputArrivesWholeAndInOrder() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        // ~2.4 MB: more than the 1 MiB the reader buffers, so the container waits for us at times.
-        let process = try ContainerProcess.start(ContainerLaunch(executable: "/usr/bin/seq", arguments: ["1", "400000"]), in: pod.sandbox)
-        let (count, ordered) = try await within(.seconds(60), "400000 lines") {
-            var count = 0
-            var ordered = true
-            for await (stream, line) in process.output {
-                count += 1
-                if stream != .stdout || String(decoding: line, as: UTF8.self) != String(count) { ordered = false }
+        try await withTestPod { pod in
+            // ~2.4 MB: more than the 1 MiB the reader buffers, so the container waits for us at times.
+            let process = try await ContainerProcess.start(ContainerLaunch(executable: "/usr/bin/seq", arguments: ["1", "400000"]), in: pod.sandbox)
+            let (count, ordered) = try await within(.seconds(60), "400000 lines") {
+                var count = 0
+                var ordered = true
+                for await (stream, line) in process.output {
+                    count += 1
+                    if stream != .stdout || String(decoding: line, as: UTF8.self) != String(count) { ordered = false }
+                }
+                return (count, ordered)
             }
-            return (count, ordered)
+            #expect(count == 400_000)
+            #expect(ordered)
+            #expect(try await within(.seconds(20), "seq to exit") { await process.wait() } == .exited(0))
         }
-        #expect(count == 400_000)
-        #expect(ordered)
-        #expect(try await within(.seconds(20), "seq to exit") { await process.wait() } == .exited(0))
     }
 
     @Test func containersStartedTogetherEachGetTheirOwnOutputAndExit() async throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let sandbox = pod.sandbox
-        let results = try await withThrowingTaskGroup(of: (Int, Finished).self) { group in
-            for i in 0..<16 {
-                group.addTask { (i, try await run(shell("echo \(i); exit \(i)"), in: sandbox)) }
+        try await withTestPod { pod in
+            let sandbox = pod.sandbox
+            let results = try await withThrowingTaskGroup(of: (Int, Finished).self) { group in
+                for i in 0..<16 {
+                    group.addTask { (i, try await run(shell("echo \(i); exit \(i)"), in: sandbox)) }
+                }
+                return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
             }
-            return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
-        }
-        for i in 0..<16 {
-            #expect(results[i]?.stdout == [String(i)])
-            #expect(results[i]?.exit == .exited(Int32(i)))
+            for i in 0..<16 {
+                #expect(results[i]?.stdout == [String(i)])
+                #expect(results[i]?.exit == .exited(Int32(i)))
+            }
         }
     }
 
-    @Test func aMalformedLaunchIsRefusedBeforeAnythingRuns() throws {
-        let pod = try TestPod()
-        defer { pod.close() }
-        let env = #expect(throws: NodeRuntimeError.self) {
-            try ContainerProcess.start(ContainerLaunch(executable: "/bin/true", environment: ["=secret-value"]), in: pod.sandbox)
+    @Test func aMalformedLaunchIsRefusedBeforeAnythingRuns() async throws {
+        try await withTestPod { pod in
+            let env = await #expect(throws: NodeRuntimeError.self) {
+                try await ContainerProcess.start(ContainerLaunch(executable: "/bin/true", environment: ["=secret-value"]), in: pod.sandbox)
+            }
+            #expect(env?.description.contains("secret-value") == false, "a value is never quoted")
+            await #expect(throws: NodeRuntimeError.self) { try await ContainerProcess.start(ContainerLaunch(executable: "true"), in: pod.sandbox) }
+            await #expect(throws: NodeRuntimeError.self) {
+                try await ContainerProcess.start(ContainerLaunch(executable: "/bin/true", capabilities: ["NOT_A_CAP"]), in: pod.sandbox)
+            }
+            await #expect(throws: NodeRuntimeError.self) {
+                try await ContainerProcess.start(shell("true", mounts: [ContainerMount(hostPath: "/tmp", containerPath: "/a/../../b", readOnly: false)]), in: pod.sandbox)
+            }
         }
-        #expect(env?.description.contains("secret-value") == false, "a value is never quoted")
-        #expect(throws: NodeRuntimeError.self) { try ContainerProcess.start(ContainerLaunch(executable: "true"), in: pod.sandbox) }
-        #expect(throws: NodeRuntimeError.self) {
-            try ContainerProcess.start(ContainerLaunch(executable: "/bin/true", capabilities: ["NOT_A_CAP"]), in: pod.sandbox)
+    }
+
+    @Test func creatingSandboxesLeavesTheCooperativePoolFree() async throws {
+        let dir = TempDir()
+        // `ip -batch` (eth0 in the pod's namespace) takes 2 s: every creation is slow. A creation
+        // that blocks a pool thread delays the timer below by about that much; other tests running
+        // alongside (their set-up blocks the pool briefly) by far less.
+        let slowIP = dir.write("ip", "#!/bin/sh\ncase \"$1\" in -batch) sleep 2;; esac\nexec /usr/sbin/ip \"$@\"\n", mode: 0o755)
+        let network = try NodeNetwork.setUp(ipPath: slowIP)
+        defer { network.tearDown() }
+        // More creations at once than the pool has threads.
+        let count = ProcessInfo.processInfo.activeProcessorCount + 2
+        let creating = Atomic<Bool>(true)
+        // How late a 50 ms timer on the pool fires while the sandboxes are being created.
+        async let lateness: Duration = {
+            var worst = Duration.zero
+            while creating.load(ordering: .acquiring) {
+                let asked = ContinuousClock.now
+                try? await Task.sleep(for: .milliseconds(50))
+                worst = max(worst, ContinuousClock.now - asked - .milliseconds(50))
+            }
+            return worst
+        }()
+        let start = ContinuousClock.now
+        let created = await withTaskGroup(of: Result<PodSandbox, NodeRuntimeError>.self) { group in
+            for i in 0..<count {
+                group.addTask {
+                    do throws(NodeRuntimeError) {
+                        return .success(try await PodSandbox.create(podUID: "uid-\(i)", hostname: "pool-\(i)", network: network))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
         }
-        #expect(throws: NodeRuntimeError.self) {
-            try ContainerProcess.start(shell("true", mounts: [ContainerMount(hostPath: "/tmp", containerPath: "/a/../../b", readOnly: false)]), in: pod.sandbox)
-        }
+        let elapsed = ContinuousClock.now - start
+        creating.store(false, ordering: .releasing)
+        let worst = await lateness
+        for case .success(let sandbox) in created { await sandbox.stop() }
+        for case .failure(let error) in created { Issue.record("\(error)") }
+        #expect(elapsed >= .seconds(2), "the timer ran while sandboxes were being created")
+        #expect(worst < .seconds(1) * testTimeScale, "a timer on the cooperative pool fired \(worst) late")
     }
 
     @Test func longPodNamesAreTruncatedAsKubeletDoes() {

@@ -213,6 +213,19 @@ func text(_ r: HTTPResponse) -> String { String(decoding: r.body, as: UTF8.self)
         #expect(vars?.first { $0.0 == "KUBERNETES_PORT" }?.1 == "tcp://10.0.0.1:6443")
     }
 
+    @Test(.timeLimit(.minutes(1))) func aKillDeadlineOnlyMovesEarlierAndWakesItsWaiter() async {
+        let start = ContinuousClock.now
+        let deadline = KillDeadline(start + .seconds(600))
+        deadline.shorten(to: start + .seconds(900))
+        #expect(deadline.instant == start + .seconds(600), "a longer grace period is ignored")
+        // The waiter is asleep until 600 s; shortening wakes it.
+        async let waited: Void = deadline.wait()
+        deadline.shorten(to: .now + .milliseconds(200))
+        await waited
+        #expect(ContinuousClock.now - start >= .milliseconds(200))
+        #expect(ContinuousClock.now - start < .seconds(30))
+    }
+
     @Test func criLogRendering() {
         let date = Date(timeIntervalSince1970: 1_700_000_000.5)
         let line = CRILog.record(.stdout, Array("hello".utf8), at: date)
@@ -256,6 +269,21 @@ func text(_ r: HTTPResponse) -> String { String(decoding: r.body, as: UTF8.self)
         _ = try await make("forced", node: "n1")
         _ = try await store.delete(.pod, namespace: "default", name: "forced", preconditionUID: nil, preconditionRV: nil, gracePeriodSeconds: 0)
         #expect((try? await store.get(.pod, namespace: "default", name: "forced")) == nil)
+    }
+}
+
+extension PodGracefulDeletionTests {
+    @Test func aNegativeGracePeriodOnATerminatingPodBecomesOne() async throws {
+        let store = ObjectStore()
+        let body = json(#"{"metadata":{"name":"p"},"spec":{"nodeName":"n1","containers":[{"name":"c","image":"x"}]}}"#)
+        _ = try await store.create(.pod, namespace: "default", body: body)
+        _ = try await store.delete(.pod, namespace: "default", name: "p", preconditionUID: nil, preconditionRV: nil, gracePeriodSeconds: 30)
+        // delete.go `BeforeDelete`: negative becomes 1 before the terminating check, so it
+        // shortens the period to 1 rather than deleting at once.
+        _ = try await store.delete(.pod, namespace: "default", name: "p", preconditionUID: nil, preconditionRV: nil, gracePeriodSeconds: -1)
+        let pod = try? await store.get(.pod, namespace: "default", name: "p")
+        #expect(pod != nil, "a negative grace period deleted the terminating Pod at once")
+        #expect(pod?["metadata"]?["deletionGracePeriodSeconds"] == .int(1))
     }
 }
 
@@ -642,6 +670,143 @@ struct KubeletTests {
             #expect(log.contains(" stdout F got SIGTERM\n"), "\(log)")
             #expect((try? await cluster.store.get(.pod, namespace: "default", name: "stay")) != nil, "the Pod stays in the store")
             #expect(!FileManager.default.fileExists(atPath: "\(kubelet.root)/pods/\(uid)"), "volumes cleaned up")
+        }
+    }
+
+    @Test func anImageChangeKillsAndRestartsTheContainer() async throws {
+        try await withNode { node in
+            let script = #"trap 'exit 0' TERM; echo "uid=$(id -u)"; while :; do sleep 0.1; done"#
+            // restartPolicy Never: a changed definition restarts the container all the same.
+            try await node.create(testPod("img", containers: [shContainer("c", script)], spec: ["restartPolicy": .string("Never")]))
+            try await node.awaitPod("img", "img running") { status($0, "c")?["state"]?["running"] != nil }
+            let current = try await node.client.request("GET", path: "/api/v1/namespaces/default/pods/img")
+            let changed = text(current).replacingOccurrences(of: #""image":"sh:1""#, with: #""image":"rootsh:1""#)
+            #expect(changed != text(current))
+            let put = try await node.client.exchange("PUT", path: "/api/v1/namespaces/default/pods/img", body: Array(changed.utf8))
+            #expect(put.status == 200, "\(text(put))")
+            let restarted = try await node.awaitPod("img", "restarted with the new image") {
+                status($0, "c")?["restartCount"] == .int(1) && status($0, "c")?["state"]?["running"] != nil
+            }
+            #expect(status(restarted, "c")?["image"]?.stringValue == "rootsh:1")
+            #expect(status(restarted, "c")?["lastState"]?["terminated"]?["exitCode"] == .int(0), "SIGTERM first: the trap ran")
+            #expect(restarted?["status"]?["phase"]?.stringValue == "Running")
+            #expect(text(try await node.logs("img", [("previous", "true")])) == "uid=65532\n")
+            let log = try await within(.seconds(10), "the new container's first line") {
+                while true {
+                    let t = text(try await node.logs("img"))
+                    if !t.isEmpty { return t }
+                    await Task.yield()
+                }
+            }
+            #expect(log == "uid=0\n", "the new image's user")
+            let events = text(try await node.client.request("GET", path: "/api/v1/namespaces/default/events"))
+            #expect(events.contains("Container c definition changed, will be restarted"), "a Killing event")
+            #expect(events.contains(#"Pulling image \"rootsh:1\""#))
+        }
+    }
+
+    @Test func aShorterGracePeriodWhileTerminatingKillsSooner() async throws {
+        try await withNode { node in
+            let script = #"trap 'echo ignoring SIGTERM' TERM; echo started; while :; do sleep 0.1; done"#
+            try await node.create(testPod("slow", containers: [shContainer("c", script)], spec: ["terminationGracePeriodSeconds": .int(60)]))
+            try await node.awaitPod("slow", "slow running") { status($0, "c")?["state"]?["running"] != nil }
+            let (_, body) = try await node.client.stream(path: "/api/v1/namespaces/default/pods/slow/log", query: [("follow", "true")])
+            let store = node.store
+            // Terminating with 60 s; the container ignores SIGTERM.
+            _ = try await store.delete(.pod, namespace: "default", name: "slow", preconditionUID: nil, preconditionRV: nil)
+            try await within(.seconds(20), "SIGTERM in the container") {
+                var lines = LineReader(body)
+                while let line = try await lines.next() { if line == "ignoring SIGTERM" { return } }
+                throw TimedOut(what: "the log ended")
+            }
+            body.cancel()
+            // Shortened to 3 s: the kubelet kills it then, not after 60 s.
+            let shortenedAt = ContinuousClock.now
+            _ = try await store.delete(.pod, namespace: "default", name: "slow", preconditionUID: nil, preconditionRV: nil, gracePeriodSeconds: 3)
+            try await node.awaitPod("slow", timeout: .seconds(30), "pod removed") { $0 == nil }
+            let elapsed = ContinuousClock.now - shortenedAt
+            #expect(elapsed >= .seconds(2), "SIGKILL came after the shortened grace period, not at once: \(elapsed)")
+            #expect(elapsed < .seconds(12), "SIGKILL came after \(elapsed)")
+        }
+    }
+
+    @Test func subPathsStayInsideTheirVolume() async throws {
+        try await withNode { node in
+            let outside = TempDir()
+            func pod(_ name: String, subPath: String, expr: Bool = false) -> JSONValue {
+                let key = expr ? "subPathExpr" : "subPath"
+                let initC = shContainer("init", "ln -s \(outside.path) /work/link", image: "rootsh:1",
+                                        extra: ["volumeMounts": json(#"[{"name":"work","mountPath":"/work"}]"#)])
+                var mount: [String: JSONValue] = ["name": .string("work"), "mountPath": .string("/data")]
+                mount[key] = .string(subPath)
+                let main = shContainer("main", "echo hi > /data/f && cat /data/f", image: "rootsh:1",
+                                       extra: ["volumeMounts": .array([.object(mount)]), "env": json(#"[{"name":"DIR","value":"a"}]"#)])
+                return testPod(name, containers: [main], spec: [
+                    "restartPolicy": .string("Never"), "initContainers": .array([initC]), "volumes": json(#"[{"name":"work","emptyDir":{}}]"#),
+                ])
+            }
+            func configError(_ name: String) async throws -> String? {
+                let p = try await node.awaitPod(name, "\(name): CreateContainerConfigError") {
+                    status($0, "main")?["state"]?["waiting"]?["reason"]?.stringValue == "CreateContainerConfigError"
+                }
+                return status(p, "main")?["state"]?["waiting"]?["message"]?.stringValue
+            }
+            try await node.create(pod("abs", subPath: outside.path + "/abs"))
+            #expect(try await configError("abs") == "error SubPath `\(outside.path)/abs` must not be an absolute path")
+            try await node.create(pod("dots", subPath: "x/../../../dots"))
+            #expect(try await configError("dots") == "unable to provision SubPath `x/../../../dots`: must not contain '..'")
+            try await node.create(pod("link-dir", subPath: "link/made"))
+            #expect(try await configError("link-dir") == #"failed to create subPath directory for volumeMount "work" of container "main""#)
+            try await node.create(pod("link", subPath: "link"))
+            #expect(try await configError("link") == #"failed to prepare subPath for volumeMount "work" of container "main""#)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty, "nothing was created outside the volume")
+
+            // Inside the volume: created, and subPathExpr expands the container's variables.
+            try await node.create(pod("ok", subPath: "$(DIR)/b", expr: true))
+            try await node.awaitPod("ok", "ok succeeded") { $0?["status"]?["phase"]?.stringValue == "Succeeded" }
+            #expect(text(try await node.logs("ok", [("container", "main")])) == "hi\n")
+        }
+    }
+
+    @Test func mountsAndPodDirectoriesOfACrashedRunAreRemovedAtStart() async throws {
+        try await DevCluster.withRunning { cluster in
+            let network = try NodeNetwork.setUp()
+            defer { network.tearDown() }
+            let dir = TempDir()
+            defer { VolumeMounts.unmountAll(under: dir.path) }
+            var options = NodeOptions()
+            options.directory = dir.path + "/kubelet"
+            let root = dir.path + "/kubelet"
+            // What a SIGKILLed devcluster leaves: a secret volume's tmpfs holding a token, and logs.
+            let secret = root + "/pods/stale-uid/volumes/kubernetes.io~secret/token"
+            try VolumeMounts.mountTmpfs(at: secret)
+            #expect(FileManager.default.createFile(atPath: secret + "/token", contents: Data("stale-token".utf8)))
+            let oldLogs = root + "/pods/default_old_stale-uid/c"
+            try FileManager.default.createDirectory(atPath: oldLogs, withIntermediateDirectories: true)
+            #expect(FileManager.default.createFile(atPath: oldLogs + "/0.log", contents: Data()))
+            let real = VolumeMounts.realpath(root)
+            func mounted() -> [String] { VolumeMounts.mounts().map(\.target).filter { $0.hasPrefix(real + "/") } }
+            #expect(mounted().count == 1)
+
+            let kubelet = Kubelet(store: cluster.store, tokens: cluster.tokens, options: options, network: network, apiServerHost: "127.0.0.1",
+                                  apiServerPort: await cluster.port(), caPEM: nil, puller: TestPuller(images: testImages), logger: DevCluster.quietLogger)
+            let running = Task { await kubelet.run() }
+            // A Pod created now runs: the kubelet is past its start.
+            let created = try await cluster.store.create(.pod, namespace: "default", body: testPod("fresh", containers: [shContainer("c", "exec sleep 600")]))
+            let uid = created["metadata"]?["uid"]?.stringValue ?? ""
+            let changes = cluster.changes()
+            let store = cluster.store
+            try await within(.seconds(20), "fresh running") {
+                if status(try? await store.get(.pod, namespace: "default", name: "fresh"), "c")?["state"]?["running"] != nil { return }
+                for await c in changes where c.resource == "pods" && status(c.object, "c")?["state"]?["running"] != nil { return }
+            }
+            let leftOver = mounted()
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: root + "/pods")) ?? []
+            running.cancel()
+            await running.value
+            #expect(leftOver.isEmpty, "stale mounts: \(leftOver)")
+            #expect(!entries.contains("stale-uid") && !entries.contains("default_old_stale-uid"), "\(entries)")
+            #expect(entries.contains("default_fresh_\(uid)"), "the new Pod's logs: \(entries)")
         }
     }
 

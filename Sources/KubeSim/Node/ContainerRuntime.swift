@@ -121,8 +121,15 @@ public final class ContainerProcess: Sendable {
     /// rootfs_linux.go `prepareRootfs`/`pivotRoot`/`finalizeRootfs`, init_linux.go
     /// `finalizeNamespace`. A failure before execve (a mount, the exec itself) is reported
     /// through an O_CLOEXEC pipe, as runc's init pipe, and thrown here naming the step, the path
-    /// and errno. Blocks the caller until the child has exec'd (milliseconds).
-    public static func start(_ launch: ContainerLaunch, in sandbox: PodSandbox) throws(NodeRuntimeError) -> ContainerProcess {
+    /// and errno. Returns once the child has exec'd (milliseconds); the work happens on the node's
+    /// spawner thread while the caller is suspended.
+    public static func start(_ launch: ContainerLaunch, in sandbox: PodSandbox) async throws(NodeRuntimeError) -> ContainerProcess {
+        try await SpawnerThread.shared.perform { () throws(NodeRuntimeError) -> ContainerProcess in
+            try startBlocking(launch, in: sandbox)
+        }
+    }
+
+    private static func startBlocking(_ launch: ContainerLaunch, in sandbox: PodSandbox) throws(NodeRuntimeError) -> ContainerProcess {
         let what = "container \(launch.executable)"
         let plan = try plan(launch, what: what)
         let namespaces = try sandbox.duplicateNamespaces()

@@ -54,6 +54,8 @@ final class Kubelet: Sendable {
     /// Runs until cancelled, then stops every Pod (SIGTERM, its grace period, SIGKILL), their
     /// sandboxes and volumes. Pods stay in the store, as they do when a kubelet stops.
     func run() async {
+        // Before anything else: a previous run's tmpfs mounts (tokens) and pod directories.
+        Kubelet.removeStaleState(root: root, logger: logger)
         try? FileManager.default.createDirectory(atPath: root + "/pods", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
         // Subscribed before the first read, so no change between the two is missed.
         let changes = store.hub.observe()

@@ -35,11 +35,16 @@ public final class NodeNetwork: Sendable {
     /// together do not share a /24). On a kernel without the dummy driver (CONFIG_DUMMY unset)
     /// the interface is a bridge with no ports, which holds an address the same way.
     public static func setUp() throws(NodeRuntimeError) -> NodeNetwork {
+        try setUp(ipPath: nil)
+    }
+
+    /// `setUp()` with `ip` at `ipPath` (tests put a slow wrapper there).
+    static func setUp(ipPath override: String?) throws(NodeRuntimeError) -> NodeNetwork {
         guard getuid() == 0 else {
             throw NodeRuntimeError("the devcluster's node needs root (it creates network interfaces, namespaces and mounts): run it as root, or without --node")
         }
         let candidates: [String] = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        guard let ipPath = candidates.first(where: { access($0, X_OK) == 0 }) else {
+        guard let ipPath = override ?? candidates.first(where: { access($0, X_OK) == 0 }) else {
             throw NodeRuntimeError("the devcluster's node needs iproute2's `ip` (/usr/sbin/ip): apt-get install iproute2")
         }
         removeStaleInterfaces(ipPath)

@@ -38,8 +38,15 @@ public final class PodSandbox: Sendable {
 
     /// Creates the holder, its namespaces and the veth pair: host end "ktv" + 8 hex with a /32
     /// route to the pod (src nodeAddress), pod end renamed eth0 with podIP/32, a route to
-    /// nodeAddress on eth0 and the default route via nodeAddress.
-    public static func create(podUID: String, hostname: String, network: NodeNetwork) throws(NodeRuntimeError) -> PodSandbox {
+    /// nodeAddress on eth0 and the default route via nodeAddress. The forks and `ip` runs happen
+    /// on the node's spawner thread; the caller is suspended meanwhile.
+    public static func create(podUID: String, hostname: String, network: NodeNetwork) async throws(NodeRuntimeError) -> PodSandbox {
+        try await SpawnerThread.shared.perform { () throws(NodeRuntimeError) -> PodSandbox in
+            try createBlocking(podUID: podUID, hostname: hostname, network: network)
+        }
+    }
+
+    private static func createBlocking(podUID: String, hostname: String, network: NodeNetwork) throws(NodeRuntimeError) -> PodSandbox {
         let hostname = truncatedHostname(hostname)
         guard !hostname.isEmpty else { throw NodeRuntimeError("pod sandbox \(podUID): the hostname is empty") }
         let (podIP, number) = try network.allocateAddress()
@@ -82,23 +89,36 @@ public final class PodSandbox: Sendable {
     }
 
     /// Kills the holder, deletes the veth pair (containers still in the namespace would keep it
-    /// alive otherwise) and releases the IP; idempotent.
-    public func stop() {
+    /// alive otherwise) and releases the IP, on the spawner thread; idempotent.
+    public func stop() async {
+        guard let release = takeForRelease() else { return }
+        await SpawnerThread.shared.perform(release)
+    }
+
+    // Not stopped: released on the spawner thread, not waited for (a deinit cannot suspend).
+    deinit {
+        if let release = takeForRelease() { SpawnerThread.shared.submit(release) }
+    }
+
+    /// The holder, namespaces and interface, taken from the state (once), as the blocking work
+    /// that releases them.
+    private func takeForRelease() -> (@Sendable () -> Void)? {
         let taken = state.withLock { s -> State? in
             guard s.holder > 0 else { return nil }
             let old = s
             s = State(holder: 0, netns: -1, utsns: -1)
             return old
         }
-        guard let taken else { return }
-        close(taken.netns)
-        close(taken.utsns)
-        PodSandbox.killHolder(taken.holder)
-        _ = try? network.ip(["link", "del", hostInterface], "delete \(hostInterface)")
-        network.releaseAddress(hostNumber)
+        guard let taken else { return nil }
+        let (network, hostInterface, hostNumber) = (network, hostInterface, hostNumber)
+        return {
+            close(taken.netns)
+            close(taken.utsns)
+            PodSandbox.killHolder(taken.holder)
+            _ = try? network.ip(["link", "del", hostInterface], "delete \(hostInterface)")
+            network.releaseAddress(hostNumber)
+        }
     }
-
-    deinit { stop() }
 
     /// Duplicates of the namespace fds for a container start (a concurrent `stop` closes ours).
     func duplicateNamespaces() throws(NodeRuntimeError) -> (net: Int32, uts: Int32) {

@@ -8,7 +8,7 @@ extension PodWorker {
     /// (status/status_manager.go `updateStatusInternal` drops unchanged statuses). A condition
     /// keeps its `lastTransitionTime` while its status stays the same.
     func writeStatus() async {
-        var status = buildStatus()
+        var status = await buildStatus()
         let old = pod["status"]
         if var conditions = status["conditions"]?.arrayValue {
             let previous = old?["conditions"]?.arrayValue ?? []
@@ -66,6 +66,9 @@ extension PodWorker {
         for n in containerNames {
             guard let r = records[n] else { continue }
             if r.running != nil { running += 1; continue }
+            // Killed for a new definition and about to start again (the kubelet's getPhase counts
+            // a waiting container with a last termination as stopped: the Pod stays Running).
+            if r.restartRequested && !terminal { running += 1; continue }
             if let last = r.last {
                 let restarting = restartPolicy == "Always" || (restartPolicy == "OnFailure" && last.exitCode != 0)
                 if restarting && !terminal { stopped += 1; continue }
@@ -91,14 +94,14 @@ extension PodWorker {
         return "Pending"
     }
 
-    func buildStatus() -> [String: JSONValue] {
+    func buildStatus() async -> [String: JSONValue] {
         let now = RFC3339.format(Date())
         var phase = phase()
         if (phase == "Succeeded" || phase == "Failed") && !terminal {
             // Terminal: nothing runs again; the sandbox and volumes go (kubelet.go
             // `SyncTerminatedPod` once the phase is terminal).
             terminal = true
-            sandbox?.stop()
+            await sandbox?.stop()
             volumes.tearDown()
             phase = self.phase()
         }

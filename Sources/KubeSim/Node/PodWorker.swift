@@ -38,6 +38,8 @@ struct ContainerRecord: Sendable {
     var waiting: (reason: String, message: String?)?
     /// Instances started so far; the next one's number (and log file) is this.
     var instances = 0
+    /// Killed because its definition changed: started again whatever the restart policy.
+    var restartRequested = false
     var name: String { spec["name"]?.stringValue ?? "" }
     var restartCount: Int { max(0, instances - 1) }
 }
@@ -123,7 +125,7 @@ actor PodWorker {
                     pod = p
                     if p["metadata"]?["deletionTimestamp"] != nil { break loop }
                     if !changed { continue }
-                    applySpecImages()
+                    await applySpecChanges(&group)
                 case .deleted(let p):
                     pod = p
                     deletedFromStore = true
@@ -149,14 +151,31 @@ actor PodWorker {
         }
     }
 
-    /// An image change in the spec (the one mutable container field) restarts nothing here:
-    /// the kubelet kills and recreates the container when its hash changes; we take the new
-    /// spec for the next start.
-    private func applySpecImages() {
+    /// Takes the new spec for every container's next start. A running container whose image (the
+    /// one mutable container field) changed is killed with the Pod's grace period and started
+    /// again whatever the restart policy: kuberuntime_manager.go `computePodActions`, where
+    /// `containerChanged` compares `HashContainer` (name and image) and the Killing event says
+    /// "Container c definition changed, will be restarted". Init containers run to completion
+    /// with the spec they started with, as the kubelet's `computeInitContainerActions` does.
+    private func applySpecChanges(_ group: inout DiscardingTaskGroup) async {
         for (field, isInit) in [("initContainers", true), ("containers", false)] {
             for c in pod["spec"]?[field]?.arrayValue ?? [] {
                 let n = c["name"]?.stringValue ?? ""
-                if records[n] == nil { records[n] = ContainerRecord(spec: c, isInit: isInit) } else { records[n]!.spec = c }
+                guard var r = records[n] else {
+                    records[n] = ContainerRecord(spec: c, isInit: isInit)
+                    continue
+                }
+                let changed = r.spec["image"] != c["image"]
+                r.spec = c
+                guard changed, !isInit, let running = r.running, !r.restartRequested else {
+                    records[n] = r
+                    continue
+                }
+                r.restartRequested = true
+                records[n] = r
+                await kubelet.recordEvent(pod: pod, container: n, reason: "Killing", message: "Container \(n) definition changed, will be restarted")
+                let grace = Duration.seconds(gracePeriod)
+                group.addTask { await PodWorker.kill(running.process, instance: running, grace: grace) }
             }
         }
     }
@@ -173,7 +192,7 @@ actor PodWorker {
             if let at = sandboxRetryAt, at > clock.now { wakeups.append(at); await writeStatus(); return }
             do {
                 let hostname = pod["spec"]?["hostname"]?.stringValue ?? name
-                sandbox = try PodSandbox.create(podUID: uid, hostname: String(hostname.prefix(63)), network: kubelet.network)
+                sandbox = try await PodSandbox.create(podUID: uid, hostname: String(hostname.prefix(63)), network: kubelet.network)
                 podIP = sandbox!.podIP
                 startTime = startTime ?? Date()
                 sandboxRetryAt = nil
@@ -238,7 +257,7 @@ actor PodWorker {
         for n in containerNames {
             guard let r = records[n], r.running == nil else { continue }
             if let last = r.last {
-                let restart = restartPolicy == "Always" || (restartPolicy == "OnFailure" && last.exitCode != 0)
+                let restart = r.restartRequested || restartPolicy == "Always" || (restartPolicy == "OnFailure" && last.exitCode != 0)
                 if !restart { continue }
             }
             if let w = await ensureStarted(n, &group) { wakeups.append(w) }
@@ -338,7 +357,7 @@ actor PodWorker {
         let startedAt = Date()
         let process: ContainerProcess
         do {
-            process = try ContainerProcess.start(launch, in: sandbox)
+            process = try await ContainerProcess.start(launch, in: sandbox)
         } catch {
             // containerd's answer to a failed start: the container is exited, code 128, reason StartError.
             log.close()
@@ -356,6 +375,7 @@ actor PodWorker {
         kubelet.logFiles.add(log)
         let instance = ContainerInstance(id: id, number: number, process: process, startedAt: startedAt, log: log)
         r.running = instance
+        r.restartRequested = false
         r.waiting = nil
         r.ready = false
         records[n] = r
@@ -414,12 +434,19 @@ actor PodWorker {
             guard let volume = volumesByName[vName], var host = volumes.hostPath(of: volume) else {
                 throw ContainerConfigError(message: "cannot find volume \"\(vName)\" to mount into container \"\(spec["name"]?.stringValue ?? "")\"")
             }
-            if let sub = m["subPath"]?.stringValue, !sub.isEmpty {
-                let expanded = m["subPathExpr"] == nil ? sub : PodEnvironment.expand(sub) { k in variables.last { $0.0 == k }?.1 }
-                host += "/" + expanded
-                if !FileManager.default.fileExists(atPath: host) {
-                    try? FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+            var subPath = m["subPath"]?.stringValue ?? ""
+            if let expression = m["subPathExpr"]?.stringValue, !expression.isEmpty {
+                // kubecontainer.ExpandContainerVolumeMounts: every variable needs a non-empty value.
+                var missing = Set<String>()
+                subPath = PodEnvironment.expand(expression) { k in
+                    let value = variables.last { $0.0 == k }?.1 ?? ""
+                    if value.isEmpty { missing.insert(k) }
+                    return value
                 }
+                if !missing.isEmpty { throw ContainerConfigError(message: "missing value for \(missing.sorted().joined(separator: ", "))") }
+            }
+            if !subPath.isEmpty {
+                host = try PodVolumes.subPathHostPath(subPath, volumePath: host, mountName: vName, container: spec["name"]?.stringValue ?? "")
             }
             // API-data volumes are always read-only (pkg/kubelet/kubelet_pods.go `makeMounts`:
             // the plugins report ReadOnly for secret, configMap, downwardAPI, projected).
@@ -481,7 +508,8 @@ actor PodWorker {
                                     startedAt: running.startedAt, finishedAt: at, finishedInstant: clock.now)
         r.running = nil
         r.ready = false
-        r.waiting = nil
+        // Killed for a new definition: waiting to start again, the last run in lastState.
+        r.waiting = r.restartRequested ? ("ContainerCreating", nil) : nil
         records[n] = r
     }
 
@@ -510,10 +538,15 @@ actor PodWorker {
 
     /// SIGTERM, then SIGKILL once the grace period passes (kuberuntime_container.go `killContainer`).
     static func kill(_ process: ContainerProcess, instance: ContainerInstance, grace: Duration) async {
+        await kill(process, deadline: KillDeadline(.now + grace))
+    }
+
+    /// SIGTERM, then SIGKILL at `deadline`, which may move earlier meanwhile.
+    static func kill(_ process: ContainerProcess, deadline: KillDeadline) async {
         process.signal(SIGTERM)
         await withTaskGroup(of: Bool.self) { g in
             g.addTask { _ = await process.wait(); return true }
-            g.addTask { (try? await Task.sleep(for: grace)) == nil }
+            g.addTask { await deadline.wait(); return Task.isCancelled }
             // The grace period ran out first: SIGKILL, before the group waits for the exit.
             if await g.next() == false { process.signal(SIGKILL) }
             g.cancelAll()
@@ -530,7 +563,7 @@ actor PodWorker {
             var l = launch
             l.executable = command[0]
             l.arguments = Array(command.dropFirst())
-            guard let p = try? ContainerProcess.start(l, in: sandbox) else { return Prober.Outcome(success: false, message: "exec failed") }
+            guard let p = try? await ContainerProcess.start(l, in: sandbox) else { return Prober.Outcome(success: false, message: "exec failed") }
             // Unstructured so the output is read while the exit is awaited; awaited or cancelled below.
             let drain = Task { var out = ""; for await (_, line) in p.output { out += String(decoding: line, as: UTF8.self) }; return out }
             let exit: ContainerExit? = await withTaskGroup(of: ContainerExit?.self) { g in
@@ -597,14 +630,54 @@ actor PodWorker {
     /// `SyncTerminatedPod`): SIGTERM to every running container, SIGKILL after the grace period,
     /// the sandbox, the volumes; the final status; then, for a Pod being deleted, the status
     /// manager's delete with grace 0 and the uid as precondition (status_manager.go `syncPod`).
+    ///
+    /// While the containers stop, the worker keeps reading its events: an update with a shorter
+    /// `deletionGracePeriodSeconds` (a later `kubectl delete --grace-period=N`, or `--force`, which
+    /// removes the Pod from the store) moves the SIGKILL to now + that period (at least 2 s, as
+    /// `killContainer`'s minimum), pod_workers.go `UpdatePod` with `calculateEffectiveGracePeriod`.
     func terminate(deleteFromStore: Bool) async {
-        let grace = Duration.seconds(gracePeriod)
-        await withTaskGroup(of: Void.self) { g in
-            for (_, r) in records {
-                guard let running = r.running else { continue }
-                g.addTask { await PodWorker.kill(running.process, instance: running, grace: grace) }
+        let deadline = KillDeadline(clock.now + .seconds(gracePeriod))
+        let processes = records.values.compactMap { $0.running?.process }
+        let events = self.events
+        enum Outcome { case stopped, watched(removedFromStore: Bool) }
+        let removed = await withTaskGroup(of: Outcome.self) { g -> Bool in
+            for process in processes {
+                g.addTask {
+                    await PodWorker.kill(process, deadline: deadline)
+                    return .stopped
+                }
             }
+            guard !processes.isEmpty else { return false }
+            g.addTask {
+                for await event in events {
+                    let update: JSONValue
+                    switch event {
+                    case .updated(let p), .deleted(let p): update = p
+                    default: continue
+                    }
+                    if let seconds = update["metadata"]?["deletionGracePeriodSeconds"]?.intValue {
+                        deadline.shorten(to: .now + .seconds(max(2, seconds)))
+                    }
+                    if case .deleted = event { return .watched(removedFromStore: true) }
+                }
+                return .watched(removedFromStore: false)
+            }
+            var stopping = processes.count
+            var removed = false
+            while stopping > 0, let outcome = await g.next() {
+                switch outcome {
+                case .stopped: stopping -= 1
+                case .watched(let r): removed = removed || r
+                }
+            }
+            // Every container has stopped: the watcher (if still reading) is done.
+            g.cancelAll()
+            while let outcome = await g.next() {
+                if case .watched(let r) = outcome { removed = removed || r }
+            }
+            return removed
         }
+        let deleteFromStore = deleteFromStore && !removed
         let now = Date()
         for (n, r) in records {
             guard let running = r.running else { continue }
@@ -614,7 +687,7 @@ actor PodWorker {
             containerExited(n, number: running.number, exit: exit, at: now)
         }
         for (n, r) in records where r.waiting != nil { records[n]!.waiting = nil }
-        sandbox?.stop()
+        await sandbox?.stop()
         volumes.tearDown()
         terminal = true
         if deleteFromStore {

@@ -149,7 +149,8 @@ enum RuntimeSystem {
     }
 
     /// Runs a helper program to completion (CNI plugins are programs too), optionally inside a
-    /// network namespace; nothing of the devcluster's environment is passed on.
+    /// network namespace; nothing of the devcluster's environment is passed on. Blocks the calling
+    /// thread (fork, poll, waitpid): pods call it on the spawner thread, `NodeNetwork` at start-up.
     static func run(_ path: String, _ arguments: [String], netnsFD: Int32 = -1, input: [UInt8]? = nil) throws(NodeRuntimeError) -> ProgramResult {
         let arena = CStringArena()
         defer { arena.free() }
@@ -254,9 +255,11 @@ final class CStringArena {
 }
 
 /// One thread that lives as long as the process and forks the sandbox holders and containers:
-/// PR_SET_PDEATHSIG
-/// fires when the *thread* that forked a child exits (prctl(2)), and the cooperative pool's and
-/// Dispatch's worker threads come and go.
+/// PR_SET_PDEATHSIG fires when the *thread* that forked a child exits (prctl(2)), and the
+/// cooperative pool's and Dispatch's worker threads come and go. It also runs the node's other
+/// blocking work (the `ip` runs of a sandbox, waiting for a holder, a container start): the
+/// cooperative pool has as many threads as cores, and a pod worker blocking one in poll(2) or
+/// waitpid(2) would stall the API server, the probes and the controllers with it.
 final class SpawnerThread: Sendable {
     static let shared = SpawnerThread()
 
@@ -267,17 +270,45 @@ final class SpawnerThread: Sendable {
     private let queue = Mutex(Queue())
     // A counting semaphore wakes the thread per job; the Mutex holds the jobs.
     private let wakeup = DispatchSemaphore(value: 0)
+    /// The spawner thread's pthread_t once it runs (0 before).
+    private let thread = Atomic<UInt>(0)
 
-    /// Runs `body` on the spawner thread and returns its result.
+    /// True on the spawner thread: work for it runs inline there (waiting for itself would deadlock).
+    var isCurrent: Bool {
+        let current = thread.load(ordering: .acquiring)
+        return current != 0 && pthread_equal(pthread_t(current), pthread_self()) != 0
+    }
+
+    /// Runs `body` on the spawner thread and resumes the caller with its result; the caller is
+    /// suspended meanwhile, no thread waits for it. Not cancellable: the jobs are short (a fork,
+    /// an `ip` run).
+    func perform<T: Sendable, E: Error>(_ body: @escaping @Sendable () throws(E) -> T) async throws(E) -> T {
+        if isCurrent { return try body() }
+        let result: Result<T, E> = await withCheckedContinuation { continuation in
+            submit { continuation.resume(returning: Result(catching: body)) }
+        }
+        return try result.get()
+    }
+
+    /// Runs `body` on the spawner thread and blocks the calling thread until it returns: for
+    /// synchronous callers (start-up, and code already on the spawner thread, where it runs inline).
     func run<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        if isCurrent { return body() }
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<T?>(nil)
+        submit {
+            let value = body()
+            result.withLock { $0 = value }
+            done.signal()
+        }
+        done.wait()
+        return result.withLock { $0! }
+    }
+
+    /// Queues `job` without waiting for it (a `deinit` releasing what was not stopped).
+    func submit(_ job: @escaping @Sendable () -> Void) {
         let start = queue.withLock { q -> Bool in
-            q.jobs.append {
-                let value = body()
-                result.withLock { $0 = value }
-                done.signal()
-            }
+            q.jobs.append(job)
             defer { q.started = true }
             return !q.started
         }
@@ -287,11 +318,10 @@ final class SpawnerThread: Sendable {
             thread.start()
         }
         wakeup.signal()
-        done.wait()
-        return result.withLock { $0! }
     }
 
     private func loop() {
+        thread.store(UInt(pthread_self()), ordering: .releasing)
         while true {
             wakeup.wait()
             let job = queue.withLock { q in q.jobs.isEmpty ? nil : q.jobs.removeFirst() }
