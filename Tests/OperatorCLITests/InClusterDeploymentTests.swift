@@ -84,7 +84,8 @@ struct InClusterDeploymentTests {
             $0.count == 2 && $0.allSatisfy { $0.phase == "Running" && $0.ready }
         }
         // (Other suites run the same binary: only the processes of these Pods, by their HOSTNAME.)
-        let processes = OperatorProcesses.find(executable: bin.path + "/kubetrace-operator", hostnames: Set(pods.map(\.name)))
+        // (/proc/PID/exe reads as the container sees it: /usr/local/bin/kubetrace-operator.)
+        let processes = OperatorProcesses.find(executable: "kubetrace-operator", hostnames: Set(pods.map(\.name)))
         #expect(processes.count == 2, "\(processes)")
         #expect(processes.allSatisfy { $0.uid == 65532 && $0.gid == 65532 }, "\(processes)")
 
@@ -250,13 +251,13 @@ enum OperatorProcesses {
         var description: String { "pid \(pid) uid \(uid) gid \(gid)" }
     }
 
-    /// The `run` processes of `executable` whose environment has one of `hostnames` as HOSTNAME
+    /// The `run` processes of a program named `executable` whose environment has one of `hostnames` as HOSTNAME
     /// (the kubelet sets it to the Pod's name).
     static func find(executable: String, hostnames: Set<String>) -> [Found] {
         let fm = FileManager.default
         var found: [Found] = []
         for entry in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"), exe == executable,
+            guard let pid = Int32(entry), let exe = try? fm.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe"), exe.hasSuffix("/" + executable),
                   let cmdline = fm.contents(atPath: "/proc/\(pid)/cmdline"), cmdline.split(separator: 0).dropFirst().first.map({ String(decoding: $0, as: UTF8.self) }) == "run",
                   let environ = fm.contents(atPath: "/proc/\(pid)/environ"),
                   environ.split(separator: 0).contains(where: { hostnames.contains(String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "HOSTNAME=", with: "", options: .anchored)) && $0.starts(with: Array("HOSTNAME=".utf8)) }),

@@ -425,9 +425,17 @@ actor PodWorker {
         let security = try PodSecurity.resolve(pod: pod, container: spec, image: image)
         let variables = try PodEnvironment.variables(pod: pod, container: spec, objects: objects, serviceEnv: kubelet.serviceEnvironment,
                                                       podIP: podIP, hostIP: kubelet.network.nodeAddress)
-        let argv = PodEnvironment.commandLine(container: spec, image: image, environment: variables)
-        let hostname = String((pod["spec"]?["hostname"]?.stringValue ?? name).prefix(63))
+        var argv = PodEnvironment.commandLine(container: spec, image: image, environment: variables)
         var mounts: [ContainerMount] = []
+        // The image's program is part of the image's filesystem, readable by the container's user
+        // whatever the permissions of the host directory it was built in (a 0700 checkout): it is
+        // bound read-only at /usr/local/bin/NAME, where the Containerfile installs it.
+        if argv.first == image.executable {
+            let inImage = "/usr/local/bin/" + (image.executable.split(separator: "/").last.map(String.init) ?? "entrypoint")
+            mounts.append(ContainerMount(hostPath: image.executable, containerPath: inImage, readOnly: true))
+            argv[0] = inImage
+        }
+        let hostname = String((pod["spec"]?["hostname"]?.stringValue ?? name).prefix(63))
         let volumesByName = Dictionary((pod["spec"]?["volumes"]?.arrayValue ?? []).map { ($0["name"]?.stringValue ?? "", $0) }, uniquingKeysWith: { a, _ in a })
         for m in spec["volumeMounts"]?.arrayValue ?? [] {
             let vName = m["name"]?.stringValue ?? ""
