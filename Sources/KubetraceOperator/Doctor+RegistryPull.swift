@@ -65,7 +65,7 @@ extension Doctor {
     /// mirror parameter `ns=<host>`. Nothing secret is ever part of the result.
     func registryPull(address: String, credentialsHost: String, credential: RegistryCredential?, image: OperatorImage) async -> PullCheck {
         let base = "https://\(address)"
-        let nsQuery = address == credentialsHost ? "" : "?ns=\(Self.queryEscape(credentialsHost))"
+        let nsQuery = address == credentialsHost ? "" : "?" + encodeQuery([("ns", credentialsHost)])
         let tls = TLSSettings(certificateAuthorityPEM: registryCAPEM)
         let userAgent = ("User-Agent", "kubetrace-operator/\(kubetraceVersion)")
         func get(_ url: String, _ headers: [(name: String, value: String)] = []) async throws -> HTTPResponse {
@@ -75,7 +75,7 @@ extension Doctor {
         let what = "\(image.repository):\(image.reference.hasPrefix("sha256:") ? String(image.reference.prefix(19)) : image.reference)"
         let ping: HTTPResponse
         do { ping = try await get("\(base)/v2/\(nsQuery)") } catch { return .notChecked("\(base)/v2/: \(error)") }
-        let challenge = Self.authChallenge(ping.head.header("WWW-Authenticate") ?? "")
+        let challenge = AuthChallenge(header: ping.head.header("WWW-Authenticate") ?? "")
         let isRegistry = ping.head.header("Docker-Distribution-API-Version") != nil || (ping.status == 401 && !challenge.scheme.isEmpty)
         guard isRegistry, ping.status == 200 || ping.status == 401 else {
             return .notChecked("\(base)/v2/ answered \(ping.status) without the Docker Registry v2 API")
@@ -89,8 +89,7 @@ extension Doctor {
             if challenge.scheme == "basic" {
                 authorization = credential.basicAuthorization
             } else if let realm = challenge.parameters["realm"] {
-                var query = "scope=\(Self.queryEscape("repository:\(image.repository):pull"))"
-                if let service = challenge.parameters["service"] { query += "&service=\(Self.queryEscape(service))" }
+                let query = encodeQuery([("scope", "repository:\(image.repository):pull")] + (challenge.parameters["service"].map { [("service", $0)] } ?? []))
                 let tokenURL = "\(realm)\(realm.contains("?") ? "&" : "?")\(query)"
                 let response: HTTPResponse
                 do { response = try await get(tokenURL, [("Authorization", credential.basicAuthorization)]) } catch {
@@ -121,7 +120,7 @@ extension Doctor {
             let digest = manifest.head.header("Docker-Content-Digest").map { ", \($0.prefix(19))…" } ?? ""
             return .checked(DoctorCheck(name: name, ok: true, found: "the pull Secret's credentials for \(credentialsHost) can pull \(what)\(via)\(digest)"))
         case 401, 403:
-            let error = Self.authChallenge(manifest.head.header("WWW-Authenticate") ?? "").parameters["error"].map { " (\($0))" } ?? ""
+            let error = AuthChallenge(header: manifest.head.header("WWW-Authenticate") ?? "").parameters["error"].map { " (\($0))" } ?? ""
             return .checked(DoctorCheck(name: name, ok: false, found: "pull access to \(image.repository) denied\(error): the credentials for \(credentialsHost) do not cover it\(via)",
                                         fix: "use credentials for the registry that holds \(image.display) (Vultr: the registry named \(image.repository.split(separator: "/").first ?? ""))"))
         case 404:
@@ -130,41 +129,5 @@ extension Doctor {
         default:
             return .checked(DoctorCheck(name: name, ok: false, found: "GET \(manifestURL) answered \(manifest.status)", fix: "check the registry's status"))
         }
-    }
-
-    /// `Scheme k="v",k2="v2"`: the scheme lowercased and the parameters.
-    static func authChallenge(_ header: String) -> (scheme: String, parameters: [String: String]) {
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
-        guard let space = trimmed.firstIndex(of: " ") else { return (trimmed.lowercased(), [:]) }
-        var params: [String: String] = [:]
-        var rest = trimmed[trimmed.index(after: space)...]
-        while true {
-            rest = rest.drop { $0 == " " || $0 == "," }
-            guard let eq = rest.firstIndex(of: "=") else { break }
-            let key = rest[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
-            rest = rest[rest.index(after: eq)...]
-            var value = ""
-            if rest.first == "\"" {
-                rest = rest.dropFirst()
-                while let c = rest.first {
-                    rest = rest.dropFirst()
-                    if c == "\"" { break }
-                    value.append(c)
-                }
-            } else {
-                let end = rest.firstIndex(of: ",") ?? rest.endIndex
-                value = String(rest[..<end])
-                rest = rest[end...]
-            }
-            params[key] = value
-        }
-        return (trimmed[..<space].lowercased(), params)
-    }
-
-    /// Go's `url.QueryEscape`, as registries' clients encode `scope` and `service`.
-    static func queryEscape(_ s: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-_.~")
-        return s.addingPercentEncoding(withAllowedCharacters: allowed) ?? s
     }
 }

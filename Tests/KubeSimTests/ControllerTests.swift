@@ -595,6 +595,29 @@ import Testing
         #expect(await waiting == nil)
     }
 
+    /// The promoting loop sleeps until a delayed key is due, not on a timer: a new delayed add
+    /// wakes it, a due key ends the wait, and shutting down ends it too.
+    @Test func theDelayedWaitEndsOnAnAddADueKeyOrShutdown() async throws {
+        let queue = WorkQueue<String>()
+        // Until the waiter is registered (then an add must wake it), yielding, bounded.
+        func registered() async throws {
+            try await within(.seconds(5), "the wait registered") { while !queue.isWaitingForDelayed { await Task.yield() } }
+        }
+        let first = Task { await queue.waitForDelayed() }
+        try await registered()
+        queue.add("x", at: ContinuousClock.now.advanced(by: .seconds(3600)))
+        try await within(.seconds(5), "a delayed add wakes the wait") { await first.value }
+        // The earliest key (due now) ends the next wait at once; the hour-long one does not hold it.
+        queue.add("y", at: ContinuousClock.now)
+        try await within(.seconds(5), "a due key ends the wait") { await queue.waitForDelayed() }
+        queue.promoteDue(now: ContinuousClock.now)
+        #expect(queue.count == 1)
+        let closing = Task { await queue.waitForDelayed() }
+        try await registered()
+        queue.shutDown()
+        try await within(.seconds(5), "shutdown ends the wait") { await closing.value }
+    }
+
     @Test func fencepostsRoundAsTheDeploymentControllerDoes() {
         typealias U = DeploymentUtil
         #expect(U.resolveFenceposts(maxSurge: .string("25%"), maxUnavailable: .string("25%"), desired: 10) == (3, 2))

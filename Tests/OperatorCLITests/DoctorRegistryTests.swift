@@ -79,8 +79,12 @@ import Testing
         #expect(Doctor.operatorImage(nil).display == "blr.vultrcr.com/kubetrace/kubetrace-operator:\(kubetraceVersion)")
         let hub = Doctor.operatorImage(.object(["spec": .object(["template": .object(["spec": .object(["containers": .array([.object(["image": .string("busybox")])])])])])]))
         #expect(hub.host == "docker.io" && hub.repository == "library/busybox" && hub.reference == "latest")
-        let c = Doctor.authChallenge(#"Bearer realm="https://r.example/v2/token",service="blr.vultrcr.com",scope="repository:a/b:pull",error="insufficient_scope""#)
+        let c = AuthChallenge(header: #"Bearer realm="https://r.example/v2/token",service="blr.vultrcr.com",scope="repository:a/b:pull",error="insufficient_scope""#)
         #expect(c.scheme == "bearer" && c.parameters["realm"] == "https://r.example/v2/token" && c.parameters["error"] == "insufficient_scope")
-        #expect(Doctor.queryEscape("repository:kubetrace/kubetrace-operator:pull") == "repository%3Akubetrace%2Fkubetrace-operator%3Apull")
+        // A quoted value may hold an escaped quote (RFC 7235 quoted-string).
+        #expect(AuthChallenge(header: #"Bearer realm="a\"b",error=invalid_token"#).parameters == ["realm": "a\"b", "error": "invalid_token"])
+        // The token request's query, as Go's url.Values.Encode writes it.
+        #expect(encodeQuery([("scope", "repository:kubetrace/kubetrace-operator:pull"), ("service", "blr.vultrcr.com")])
+                == "scope=repository%3Akubetrace%2Fkubetrace-operator%3Apull&service=blr.vultrcr.com")
     }
 }

@@ -172,8 +172,8 @@ final class ControllerManager: Sendable {
     private func promoteDelayed() async {
         let clock = ContinuousClock()
         while !Task.isCancelled {
-            do { try await clock.sleep(for: .milliseconds(50)) } catch { return }
             queue.promoteDue(now: clock.now)
+            await queue.waitForDelayed()
         }
     }
 }

@@ -3,7 +3,9 @@ import Synchronization
 /// A de-duplicating queue of keys with delayed adds, after client-go `util/workqueue`
 /// (`Type.Add`: a key already waiting is not added twice; `delaying_queue.go` `AddAfter`;
 /// `default_rate_limiters.go` `ItemExponentialFailureRateLimiter` for retries). One consumer.
-/// Time is an input: `promoteDue(now:)` moves the keys whose delay passed.
+/// Time is an input: `promoteDue(now:)` moves the keys whose delay passed, and
+/// `waitForDelayed()` sleeps until the earliest one is due or an earlier one is added (as
+/// `delaying_queue.go`'s `waitingLoop` does with its heap and `waitingForAddCh`).
 final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     private struct State {
         var order: [Key] = []
@@ -12,6 +14,9 @@ final class WorkQueue<Key: Hashable & Sendable>: Sendable {
         var failures: [Key: Int] = [:]
         var consumer: CheckedContinuation<Key?, Never>?
         var closed = false
+        /// Bumped by every delayed add; the one `waitForDelayed` caller, waiting for it.
+        var delayEpoch = 0
+        var delayWaiter: CheckedContinuation<Void, Never>?
     }
 
     private let state = Mutex(State())
@@ -35,9 +40,44 @@ final class WorkQueue<Key: Hashable & Sendable>: Sendable {
 
     /// Adds `key` once `at` has passed (an earlier pending time wins).
     func add(_ key: Key, at: ContinuousClock.Instant) {
-        state.withLock { s in
-            if let existing = s.delayed[key], existing <= at { return }
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let existing = s.delayed[key], existing <= at { return nil }
             s.delayed[key] = at
+            s.delayEpoch += 1
+            defer { s.delayWaiter = nil }
+            return s.delayWaiter
+        }
+        waiter?.resume()
+    }
+
+    /// Returns once the earliest delayed key is due, a delayed key was added, the queue shut
+    /// down, or the caller cancelled. One caller at a time (the promoting loop).
+    func waitForDelayed() async {
+        let (due, epoch) = state.withLock { ($0.delayed.values.min(), $0.delayEpoch) }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.delayedAdded(since: epoch) }
+            if let due { group.addTask { try? await Task.sleep(until: due, clock: .continuous) } }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func delayedAdded(since epoch: Int) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { s -> Bool in
+                    // Cancelled before the handler could see a waiter: it finds none, so check here.
+                    if s.delayEpoch != epoch || s.closed || Task.isCancelled { return true }
+                    s.delayWaiter = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.delayWaiter = nil }
+                return s.delayWaiter
+            }?.resume()
         }
     }
 
@@ -84,13 +124,17 @@ final class WorkQueue<Key: Hashable & Sendable>: Sendable {
     }
 
     func shutDown() {
-        let c = state.withLock { s -> CheckedContinuation<Key?, Never>? in
+        let (c, waiter) = state.withLock { s -> (CheckedContinuation<Key?, Never>?, CheckedContinuation<Void, Never>?) in
             s.closed = true
-            defer { s.consumer = nil }
-            return s.consumer
+            defer { s.consumer = nil; s.delayWaiter = nil }
+            return (s.consumer, s.delayWaiter)
         }
         c?.resume(returning: nil)
+        waiter?.resume()
     }
+
+    /// Whether a `waitForDelayed` caller is parked (tests wait for it before adding).
+    var isWaitingForDelayed: Bool { state.withLock { $0.delayWaiter != nil } }
 
     /// Keys waiting now (not the delayed ones).
     var count: Int { state.withLock { $0.order.count } }

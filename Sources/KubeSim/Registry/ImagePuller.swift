@@ -121,18 +121,18 @@ final class ImagePuller: Sendable {
     /// The ping, token and manifest requests of one attempt; throws the containerd wording.
     private func resolve(_ ref: ImageReference, credential: DockerKeyring.Credential?) async throws(PullFailure) {
         pulls.withLock { $0 += 1 }
-        let ns = "ns=\(Self.queryEscape(ref.domain))"
+        let ns = encodeQuery([("ns", ref.domain)])
         let manifestURL = "\(registryBaseURL)/v2/\(ref.path)/manifests/\(ref.reference)?\(ns)"
         let ping = try await send("GET", "\(registryBaseURL)/v2/?\(ns)", failing: manifestURL)
         var authorization: String?
         if ping.status == 401 {
-            let challenge = Self.challenge(ping.head.header("WWW-Authenticate") ?? "")
+            let challenge = AuthChallenge(header: ping.head.header("WWW-Authenticate") ?? "")
             if challenge.scheme == "basic" {
                 guard let credential else { throw PullFailure(text: "failed to authorize: failed to handle basic auth because missing username or secret") }
                 authorization = "Basic " + Data("\(credential.username):\(credential.password)".utf8).base64EncodedString()
             } else if let realm = challenge.parameters["realm"] {
-                var query = "scope=\(Self.queryEscape("repository:\(ref.path):pull"))"
-                if let service = challenge.parameters["service"] { query += "&service=\(Self.queryEscape(service))" }
+                // Go's url.Values.Encode order (scope, then service), as containerd's token request.
+                let query = encodeQuery([("scope", "repository:\(ref.path):pull")] + (challenge.parameters["service"].map { [("service", $0)] } ?? []))
                 let tokenURL = "\(realm)\(realm.contains("?") ? "&" : "?")\(query)"
                 var headers: [(name: String, value: String)] = []
                 if let credential { headers.append(("Authorization", "Basic " + Data("\(credential.username):\(credential.password)".utf8).base64EncodedString())) }
@@ -160,7 +160,7 @@ final class ImagePuller: Sendable {
             throw PullFailure(notFound: true, text: "\(ref.canonical): not found")
         case 401:
             // authorizer.go `invalidAuthorization`: a challenge with an error after a token was sent.
-            if authorization?.hasPrefix("Bearer ") == true, let error = Self.challenge(manifest.head.header("WWW-Authenticate") ?? "").parameters["error"] {
+            if authorization?.hasPrefix("Bearer ") == true, let error = AuthChallenge(header: manifest.head.header("WWW-Authenticate") ?? "").parameters["error"] {
                 throw PullFailure(text: "pull access denied, repository does not exist or may require authorization: server message: \(error): authorization failed")
             }
             throw PullFailure(text: "unexpected status from GET request to \(manifestURL): \(Self.statusLine(401))")
@@ -175,50 +175,6 @@ final class ImagePuller: Sendable {
         } catch {
             throw PullFailure(text: "failed to do request: \(method == "GET" ? "Get" : method) \"\(shownURL)\": \(error)")
         }
-    }
-
-    /// `WWW-Authenticate: Scheme k="v",k2="v2"` (containerd auth/parse.go `ParseAuthHeader`, one challenge).
-    static func challenge(_ header: String) -> (scheme: String, parameters: [String: String]) {
-        let trimmed = header.trimmingCharacters(in: .whitespaces)
-        guard let space = trimmed.firstIndex(of: " ") else { return (trimmed.lowercased(), [:]) }
-        var params: [String: String] = [:]
-        var rest = trimmed[trimmed.index(after: space)...]
-        while !rest.isEmpty {
-            rest = rest.drop { $0 == " " || $0 == "," }
-            guard let eq = rest.firstIndex(of: "=") else { break }
-            let key = rest[..<eq].trimmingCharacters(in: .whitespaces).lowercased()
-            rest = rest[rest.index(after: eq)...]
-            var value = ""
-            if rest.first == "\"" {
-                rest = rest.dropFirst()
-                var escaped = false
-                while let c = rest.first {
-                    rest = rest.dropFirst()
-                    if escaped { value.append(c); escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { break } else { value.append(c) }
-                }
-            } else {
-                let end = rest.firstIndex(of: ",") ?? rest.endIndex
-                value = rest[..<end].trimmingCharacters(in: .whitespaces)
-                rest = rest[end...]
-            }
-            params[key] = value
-        }
-        return (trimmed[..<space].lowercased(), params)
-    }
-
-    /// Go's `url.QueryEscape`.
-    static func queryEscape(_ s: String) -> String {
-        var out = ""
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "~"):
-                out.append(Character(UnicodeScalar(b)))
-            case UInt8(ascii: " "): out.append("+")
-            default: out += String(format: "%%%02X", b)
-            }
-        }
-        return out
     }
 
     /// Go's `resp.Status`: "401 Unauthorized".
