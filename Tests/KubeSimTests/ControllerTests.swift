@@ -371,9 +371,13 @@ import Testing
         try await Self.withControllers(ready: false) { cluster, kubectl in
             let store = cluster.store
             #expect(try await kubectl("create", "-f", "-", stdin: Self.deploymentYAML(replicas: 1, extra: "  progressDeadlineSeconds: 1\n")).status == 0)
+            // Past its deadline once the Pod exists: before that, the Pod's creation is progress
+            // (DeploymentProgressing compares the replica counts) and resets the condition, as on
+            // a real cluster, so on a loaded host the deadline can pass, then reset, then pass.
             try await until(cluster, "web past its progress deadline") {
                 let d = try? await store.get(.deployment, namespace: "default", name: "web")
-                return Conditions.get(d?["status"], "Progressing")?["reason"] == .string("ProgressDeadlineExceeded")
+                return d?["status"]?["replicas"] == .int(1) && d?["status"]?["updatedReplicas"] == .int(1)
+                    && Conditions.get(d?["status"], "Progressing")?["reason"] == .string("ProgressDeadlineExceeded")
             }
             let rs = try #require(await replicaSets(store, app: "web").first)
             let d = try await store.get(.deployment, namespace: "default", name: "web")
