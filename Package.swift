@@ -13,7 +13,12 @@ let package = Package(
     products: [
         .executable(name: "kubetrace-operator", targets: ["kubetrace-operator"]),
         .executable(name: "kubetrace-devcluster", targets: ["kubetrace-devcluster"]),
+        // The Kubernetes client and the controller runtime, for any Swift operator (see the
+        // KubeRuntime DocC catalog and Sources/kubetrace-example-controller).
         .library(name: "KubeClient", targets: ["KubeClient"]),
+        .library(name: "KubeRuntime", targets: ["KubeRuntime"]),
+        // What the tests share (devclusters as processes, awaiting conditions, temp dirs).
+        .library(name: "KubetraceTestKit", targets: ["KubetraceTestKit"]),
         .library(name: "KubeSim", targets: ["KubeSim"]),
         .library(name: "FuzzHarness", targets: ["FuzzHarness"]),
     ],
@@ -30,6 +35,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-async-algorithms", from: "1.1.4"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.9.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // Tests only: a clock the tests advance (refresh schedules, backoffs in virtual time).
+        .package(url: "https://github.com/pointfreeco/swift-clocks", from: "1.1.1"),
+        // `make docs`: builds the KubeRuntime DocC catalog.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // MARK: C shims (system libraries, found through pkg-config)
@@ -76,7 +85,7 @@ let package = Package(
         // Pure decoders of the credential documents the operator reads (fuzzed on their own).
         .target(
             name: "KubetraceFormats",
-            dependencies: ["KubeClient"],
+            dependencies: ["KubeClient", "KubeRuntime"],
             swiftSettings: swiftSettings
         ),
         // The fuzz targets' bodies and invariants: libFuzzer entry points in Fuzz/, corpus replay in the tests.
@@ -159,7 +168,7 @@ let package = Package(
         .executableTarget(
             name: "kubetrace-bench",
             dependencies: [
-                "BenchSupport", "KubeSim", "KubeClient", "KubeRuntime", "KubetraceOperator",
+                "BenchSupport", "KubeSim", "KubeClient", "KubeRuntime", "KubetraceOperator", "KubetraceFormats",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -187,17 +196,17 @@ let package = Package(
         ),
         .testTarget(
             name: "KubeRuntimeTests",
-            dependencies: ["KubetraceTestKit", "KubeRuntime", "KubeSim", "KubeClient", "KubeTLS", "FuzzHarness", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubeRuntime", "KubeSim", "KubeClient", "KubeTLS", "FuzzHarness", .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"), .product(name: "Logging", package: "swift-log"), .product(name: "Clocks", package: "swift-clocks")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RefreshTests",
-            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubetraceFormats", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubetraceFormats", "KubeRuntime", "KubeSim", "KubeClient", "KubeTLS", .product(name: "Logging", package: "swift-log"), .product(name: "Clocks", package: "swift-clocks")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "RepairTests",
-            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient", "KubeRuntime", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["KubetraceTestKit", "KubetraceOperator", "KubeSim", "KubeClient", "KubeRuntime", .product(name: "Logging", package: "swift-log"), .product(name: "Clocks", package: "swift-clocks")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -38,10 +38,10 @@ public enum FuzzHarness {
             do {
                 try framer.forEachLine { line, capacity in
                     seen.append(Array(line))
-                    _ = try? decoder.decodeEvent(line, capacity: capacity, as: SecretProjection.self)
+                    _ = try? decoder.decodeEvent(line, capacity: capacity, as: ManagedSecret.self)
                     _ = try? decoder.decodeEvent(line, capacity: capacity, as: PodProjection.self)
                     _ = try? decoder.decodeEvent(line, capacity: capacity, as: ServiceAccountProjection.self)
-                    _ = try? decoder.decodeList(line, capacity: capacity, as: SecretProjection.self)
+                    _ = try? decoder.decodeList(line, capacity: capacity, as: ManagedSecret.self)
                     return true
                 }
             } catch {

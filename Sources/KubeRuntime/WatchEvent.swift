@@ -104,7 +104,6 @@ public struct WatchStreamProcessor<P: Projection> {
     /// Consumes a chunk, appending the resulting events to `out`. Stops at the
     /// first signal (the caller acts on it); lines after it stay buffered and
     /// are processed by the next call (pass an empty chunk to continue at once).
-    @_specialize(exported: true, where P == SecretProjection)
     @_specialize(exported: true, where P == PodProjection)
     @_specialize(exported: true, where P == ServiceAccountProjection)
     public mutating func consume(_ chunk: UnsafeRawBufferPointer, into out: inout [WatchEvent<P>]) throws -> Signal? {
@@ -119,7 +118,6 @@ public struct WatchStreamProcessor<P: Projection> {
 
     /// During a streaming list: collects the synthetic ADDED objects instead of
     /// applying them, so the caller can replace the store and deliver the difference.
-    @_specialize(exported: true, where P == SecretProjection)
     @_specialize(exported: true, where P == PodProjection)
     @_specialize(exported: true, where P == ServiceAccountProjection)
     public mutating func consume(_ chunk: UnsafeRawBufferPointer, collectingInto items: inout [P]) throws -> Signal? {

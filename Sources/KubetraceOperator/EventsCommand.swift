@@ -1,3 +1,4 @@
+import KubetraceFormats
 import ArgumentParser
 import AsyncAlgorithms
 import Foundation
@@ -52,7 +53,7 @@ struct EventsCommand: ClusterCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for k in Set(kinds) {
                 switch k {
-                case "secrets": group.addTask { try await watch(SecretProjection.self, client, options, logger, printer) }
+                case "secrets": group.addTask { try await watch(ManagedSecret.self, client, options, logger, printer) }
                 case "serviceaccounts": group.addTask { try await watch(ServiceAccountProjection.self, client, options, logger, printer) }
                 default: group.addTask { try await watch(PodProjection.self, client, options, logger, printer) }
                 }

@@ -1,4 +1,5 @@
 import Foundation
+import KubeRuntime
 import KubeClient
 import Logging
 import ServiceLifecycle

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KubeRuntime
 import Metrics
 import KubeClient
 import Logging
@@ -147,8 +148,11 @@ struct RunCommand: AsyncParsableCommand {
             }
             let identity = "\(config.instance)_\(UUID().uuidString.lowercased().prefix(8))"
             let health = WatchHealthBox()
+            let leaderGauge = Gauge(label: "kubetrace_leader", dimensions: [])
             elector = LeaderElector(client: client, namespace: names.namespace, name: names.lease, identity: identity, timing: timing, logger: logger,
-                                    annotations: { health.annotations() })
+                                    leaseLabels: ["app.kubernetes.io/managed-by": "kubetrace-operator"],
+                                    annotations: { health.annotations() },
+                                    onChange: { leaderGauge.record($0 ? 1 : 0) })
             watchHealth = health
         } else {
             // Without election this process always leads.

@@ -1,3 +1,4 @@
+import KubetraceFormats
 import ArgumentParser
 import AsyncAlgorithms
 import KubeRuntime
@@ -63,9 +64,9 @@ struct DevClusterBench: AsyncParsableCommand {
             logger.logLevel = .error
             var options = ReflectorOptions(namespace: "bench")
             options.idleTimeout = .seconds(600)
-            let reflectors = (0..<watchers).map { _ in Reflector<SecretProjection>(client: client, options: options, logger: logger) }
+            let reflectors = (0..<watchers).map { _ in Reflector<ManagedSecret>(client: client, options: options, logger: logger) }
             let delivered: Double = try await withThrowingTaskGroup(of: Void.self) { group in
-                let channels = reflectors.map { _ in AsyncChannel<[WatchEvent<SecretProjection>]>() }
+                let channels = reflectors.map { _ in AsyncChannel<[WatchEvent<ManagedSecret>]>() }
                 for (r, c) in zip(reflectors, channels) { group.addTask { try await r.run(into: c) } }
                 // Wait until each has synced, then measure from the first write.
                 try await withThrowingTaskGroup(of: Void.self) { synced in

@@ -1,3 +1,4 @@
+import KubetraceFormats
 import ArgumentParser
 import BenchSupport
 import Foundation
@@ -19,7 +20,7 @@ struct DecodeBench: AsyncParsableCommand {
         var gen = SampleStream(seed: 42)
         if only != "pods" {
         let secretBytes = Array((0..<events).map { gen.secretEvent(type: $0 < 10_000 ? "ADDED" : "MODIFIED", index: $0 % 10_000, resourceVersion: 1000 + $0) }.joined().utf8)
-        let s = try measure(SecretProjection.self, secretBytes)
+        let s = try measure(ManagedSecret.self, secretBytes)
         figures += [("secret_events_per_s", s.perSecond), ("secret_mb_per_s", s.mbPerSecond), ("secret_event_bytes", Double(secretBytes.count / events))]
         }
         if only != "secrets" {

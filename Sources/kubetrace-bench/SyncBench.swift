@@ -1,3 +1,4 @@
+import KubetraceFormats
 import ArgumentParser
 import AsyncAlgorithms
 import BenchSupport
@@ -52,10 +53,10 @@ struct SyncBench: AsyncParsableCommand {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         let podR = Reflector<PodProjection>(client: client, logger: logger)
-        let secretR = Reflector<SecretProjection>(client: client, logger: logger)
+        let secretR = Reflector<ManagedSecret>(client: client, logger: logger)
         let saR = Reflector<ServiceAccountProjection>(client: client, logger: logger)
         let synced: Double = try await withThrowingTaskGroup(of: Void.self) { group in
-            let c1 = AsyncChannel<[WatchEvent<PodProjection>]>(), c2 = AsyncChannel<[WatchEvent<SecretProjection>]>(), c3 = AsyncChannel<[WatchEvent<ServiceAccountProjection>]>()
+            let c1 = AsyncChannel<[WatchEvent<PodProjection>]>(), c2 = AsyncChannel<[WatchEvent<ManagedSecret>]>(), c3 = AsyncChannel<[WatchEvent<ServiceAccountProjection>]>()
             group.addTask { try await podR.run(into: c1) }
             group.addTask { try await secretR.run(into: c2) }
             group.addTask { try await saR.run(into: c3) }

@@ -1,3 +1,4 @@
+import KubetraceTestKit
 import Foundation
 @testable import KubeTLS
 import Synchronization

@@ -1,6 +1,6 @@
 import Foundation
 import KubeClient
-@_exported import KubetraceTestKit
+import KubetraceTestKit
 
 func b64(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
 

@@ -239,8 +239,8 @@ import Testing
 /// consumer can stop reading (the reflector then waits to hand over its next batch) and start again.
 final class NamespaceWatch: Sendable {
     let namespace: String
-    let reflector: Reflector<SecretProjection>
-    let channel = AsyncChannel<[WatchEvent<SecretProjection>]>()
+    let reflector: Reflector<TestSecret>
+    let channel = AsyncChannel<[WatchEvent<TestSecret>]>()
 
     private struct State {
         var names: Set<String> = []

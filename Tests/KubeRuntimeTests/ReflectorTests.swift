@@ -31,7 +31,7 @@ struct Replay {
     var objects: [String: String] = [:]  // key → resourceVersion
     var seen: [String: [Int]] = [:]      // key → resourceVersions of its adds and updates
     var synced = 0
-    mutating func apply(_ e: WatchEvent<SecretProjection>) {
+    mutating func apply(_ e: WatchEvent<TestSecret>) {
         guard let p = e.projection else { synced += 1; return }
         // A delete found by a relist carries the last state seen, so only adds and updates are sequenced.
         if case .deleted = e { objects[p.meta.key] = nil; return }
@@ -50,7 +50,7 @@ struct Replay {
             for i in 0..<30 { _ = try await client.create(Secret(metadata: ObjectMeta(name: "s\(i)", namespace: "default"))) }
             var ro = ReflectorOptions(namespace: "default")
             ro.pageSize = 7
-            try await withReflector(SecretProjection.self, client: client, options: ro) { reflector, it in
+            try await withReflector(TestSecret.self, client: client, options: ro) { reflector, it in
                 var replay = Replay()
                 while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
                 #expect(replay.objects.count == 30)
@@ -75,7 +75,7 @@ struct Replay {
             ro.initialBackoff = .milliseconds(5)
             ro.maxBackoff = .milliseconds(50)
             var rng = SeededRandom(seed: seed)
-            try await withReflector(SecretProjection.self, client: client, options: ro) { reflector, it in
+            try await withReflector(TestSecret.self, client: client, options: ro) { reflector, it in
                 var replay = Replay()
                 while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
                 var expected: [String: Secret] = [:]
@@ -133,7 +133,7 @@ struct Replay {
             var current: [Secret] = []
             for i in 0..<4 { current.append(try await client.create(Secret(metadata: ObjectMeta(name: "s\(i)", namespace: "default")))) }
             let changes = 399
-            try await withReflector(SecretProjection.self, client: client, options: ReflectorOptions(namespace: "default")) { reflector, it in
+            try await withReflector(TestSecret.self, client: client, options: ReflectorOptions(namespace: "default")) { reflector, it in
                 var replay = Replay()
                 while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
                 try await withThrowingTaskGroup(of: [String: [Int]].self) { group in
@@ -196,7 +196,7 @@ struct Replay {
         let client = KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "k", directory: "/")))
         var ro = ReflectorOptions(namespace: "default")
         ro.initialBackoff = .milliseconds(5)
-        try await withReflector(SecretProjection.self, client: client, options: ro) { reflector, it in
+        try await withReflector(TestSecret.self, client: client, options: ro) { reflector, it in
             var replay = Replay()
             var events: [String] = []
             while replay.synced == 0, let batch = try await it.next() {
@@ -221,7 +221,7 @@ struct Replay {
             _ = try await client.create(Secret(metadata: ObjectMeta(name: "c", namespace: "other", labels: ["team": "y"])))
             var ro = ReflectorOptions(namespace: nil)
             ro.labelSelector = "team=x"
-            try await withReflector(SecretProjection.self, client: client, options: ro) { _, it in
+            try await withReflector(TestSecret.self, client: client, options: ro) { _, it in
                 var replay = Replay()
                 while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
                 #expect(Set(replay.objects.keys) == ["default/a", "other/b"])
@@ -238,7 +238,7 @@ struct Replay {
             let client = try await adminClient(cluster)
             var ro = ReflectorOptions(namespace: "default")
             ro.idleTimeout = .milliseconds(300)
-            try await withReflector(SecretProjection.self, client: client, options: ro) { reflector, it in
+            try await withReflector(TestSecret.self, client: client, options: ro) { reflector, it in
                 var replay = Replay()
                 while replay.synced == 0, let batch = try await it.next() { batch.forEach { replay.apply($0) } }
                 // No bookmarks come (the devcluster sends one a minute): the watch is resumed after the

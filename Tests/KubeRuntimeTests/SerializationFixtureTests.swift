@@ -1,3 +1,4 @@
+import KubetraceTestKit
 import Foundation
 import KubeClient
 @testable import KubeRuntime
@@ -64,7 +65,7 @@ private func names(_ list: JSONValue?) -> [String] { (list?.arrayValue ?? []).co
 private func expectProjection<P: Projection>(_ p: P, _ o: JSONValue, _ what: String) {
     expectMeta(p.meta, o, what, kept: P.metadataKept)
     switch p {
-    case let s as SecretProjection:
+    case let s as TestSecret:
         #expect(s.type == o["type"]?.stringValue ?? "", "\(what): type")
         #expect(Set(s.dataKeys) == Set((o["data"]?.objectValue ?? [:]).keys), "\(what): data keys")
     case let sa as ServiceAccountProjection:
@@ -120,7 +121,7 @@ private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what:
     @Test(.enabled(if: Fixtures.available, "../shared/fixtures/kubernetes-api is not beside the repository"), arguments: Fixtures.all)
     func everyFixtureThroughEveryProjection(file: Fixtures.File) throws {
         for object in [file.json, file.compact] {
-            try roundTrip(SecretProjection.self, object, file.testDescription)
+            try roundTrip(TestSecret.self, object, file.testDescription)
             try roundTrip(ServiceAccountProjection.self, object, file.testDescription)
             try roundTrip(PodProjection.self, object, file.testDescription)
             try roundTrip(RawProjection<Role>.self, object, file.testDescription)
@@ -159,7 +160,7 @@ private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what:
         for (end, null) in [(false, true), (true, true), (false, false), (true, false)] {
             let object = ZeroValue.bookmarkObject(apiVersion: parts[0], kind: parts[1], resourceVersion: "4242", initialEventsEnd: end, creationTimestampNull: null)
             let line = Array(#"{"type":"BOOKMARK","object":"#.utf8) + object + Array("}\n".utf8)
-            try expectBookmark(SecretProjection.self, line, end: end, kind)
+            try expectBookmark(TestSecret.self, line, end: end, kind)
             try expectBookmark(ServiceAccountProjection.self, line, end: end, kind)
             try expectBookmark(PodProjection.self, line, end: end, kind)
             try expectBookmark(RawProjection<Role>.self, line, end: end, kind)
@@ -185,7 +186,7 @@ private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what:
             var object = String(decoding: ZeroValue.bookmarkObject(apiVersion: parts[0], kind: parts[1], resourceVersion: "9", initialEventsEnd: false,
                                                                    creationTimestampNull: null), as: UTF8.self)
             object = object.replacingOccurrences(of: #""metadata":{"#, with: #""metadata":{"name":"zero","namespace":"ns","#)
-            try roundTrip(SecretProjection.self, Array(object.utf8), kind)
+            try roundTrip(TestSecret.self, Array(object.utf8), kind)
             try roundTrip(ServiceAccountProjection.self, Array(object.utf8), kind)
             try roundTrip(PodProjection.self, Array(object.utf8), kind)
             try roundTrip(RawProjection<Role>.self, Array(object.utf8), kind)
@@ -211,10 +212,10 @@ private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what:
         let podNullSpec = #"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"ns","resourceVersion":"3"},"spec":null,"status":null}"#
         try roundTrip(PodProjection.self, Array(podNullSpec.utf8), "pod with null spec and status")
         let secret = #"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"s","namespace":"ns","resourceVersion":"3"},"type":null,"data":null}"#
-        try roundTrip(SecretProjection.self, Array(secret.utf8), "secret with nulls")
+        try roundTrip(TestSecret.self, Array(secret.utf8), "secret with nulls")
         let sa = #"{"kind":"ServiceAccount","apiVersion":"v1","metadata":{"name":"a","namespace":"ns","resourceVersion":"3"},"imagePullSecrets":null,"secrets":null}"#
         try roundTrip(ServiceAccountProjection.self, Array(sa.utf8), "service account with nulls")
-        let p = WatchStreamProcessor<SecretProjection>()
+        let p = WatchStreamProcessor<TestSecret>()
         let empty = try p.decodeList(Array(#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":null}"#.utf8))
         #expect(empty.items.isEmpty && empty.resourceVersion == "5")
     }

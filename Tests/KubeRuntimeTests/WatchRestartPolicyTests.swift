@@ -1,3 +1,4 @@
+import KubetraceTestKit
 @testable import KubeRuntime
 import Testing
 

@@ -34,8 +34,8 @@ import Testing
 
     @Test(arguments: cases)
     func badLineIsSkippedWithItsReasonAndNothingAroundItIsLost(c: Case) throws {
-        var p = WatchStreamProcessor<SecretProjection>()
-        var out: [WatchEvent<SecretProjection>] = []
+        var p = WatchStreamProcessor<TestSecret>()
+        var out: [WatchEvent<TestSecret>] = []
         let before = Array(secretLine("ADDED", "before", rv: 2).utf8)
         let after = Array(secretLine("ADDED", "after", rv: 3).utf8)
         _ = try p.consume(before + c.line + [0x0A] + after, into: &out)
@@ -49,8 +49,8 @@ import Testing
     /// A Secret value that is not base64 arrives as an empty (so: corrupt) value; its other keys
     /// and the rest of the stream are intact.
     @Test func nonBase64SecretDataIsCorruptNotACrash() throws {
-        var p = WatchStreamProcessor<SecretProjection>()
-        var out: [WatchEvent<SecretProjection>] = []
+        var p = WatchStreamProcessor<TestSecret>()
+        var out: [WatchEvent<TestSecret>] = []
         let line = #"{"type":"ADDED","object":{"kind":"Secret","metadata":{"name":"s","namespace":"ns","resourceVersion":"4"},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"%%%not base64","kubeconfig":"YQ=="}}}"# + "\n"
         _ = try p.consume(Array((line + secretLine("ADDED", "next", rv: 5)).utf8), into: &out)
         guard case .added(let s)? = out.first else { Issue.record("no event"); return }
@@ -62,8 +62,8 @@ import Testing
     /// A line past 16 MiB ends the stream with an error naming the limit (the reflector then
     /// resumes from the last resourceVersion); the buffer never grows past it.
     @Test func linesOver16MiBAreRefused() throws {
-        var p = WatchStreamProcessor<SecretProjection>()
-        var out: [WatchEvent<SecretProjection>] = []
+        var p = WatchStreamProcessor<TestSecret>()
+        var out: [WatchEvent<TestSecret>] = []
         _ = try p.consume(Array(secretLine("ADDED", "ok", rv: 2).utf8), into: &out)
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)
         var refused: (any Error)?
@@ -90,9 +90,9 @@ import Testing
             let logs = LogSink()
             var options = ReflectorOptions(namespace: "x")
             options.initialBackoff = .milliseconds(50)
-            let secrets = Reflector<SecretProjection>(client: client, options: options, logger: logs.logger())
+            let secrets = Reflector<TestSecret>(client: client, options: options, logger: logs.logger())
             let accounts = Reflector<ServiceAccountProjection>(client: client, options: ReflectorOptions(namespace: "x"), logger: logs.logger())
-            let secretEvents = AsyncChannel<[WatchEvent<SecretProjection>]>()
+            let secretEvents = AsyncChannel<[WatchEvent<TestSecret>]>()
             let accountEvents = AsyncChannel<[WatchEvent<ServiceAccountProjection>]>()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await secrets.run(into: secretEvents) }

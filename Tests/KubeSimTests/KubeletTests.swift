@@ -1,3 +1,4 @@
+import KubetraceTestKit
 import Foundation
 import KubeClient
 @testable import KubeSim

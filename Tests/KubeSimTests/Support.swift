@@ -1,7 +1,7 @@
 import Foundation
 import KubeClient
 import KubeSim
-@_exported import KubetraceTestKit
+import KubetraceTestKit
 
 func tokenClient(_ cluster: DevCluster, token: String) async throws -> KubeClient {
     try await adminClient(cluster, token: token)

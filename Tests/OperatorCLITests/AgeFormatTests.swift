@@ -1,3 +1,4 @@
+import KubetraceTestKit
 import Foundation
 import KubeTLS
 @testable import KubetraceOperator

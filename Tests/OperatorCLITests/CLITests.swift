@@ -1,7 +1,7 @@
 import Foundation
 import KubeClient
 import KubeSim
-@_exported import KubetraceTestKit
+import KubetraceTestKit
 import Testing
 
 func binaryDirectory() -> URL {

@@ -1,3 +1,4 @@
+import KubetraceTestKit
 import Foundation
 import KubeClient
 import KubeSim

@@ -1,4 +1,6 @@
+import KubetraceTestKit
 import Foundation
+import KubeRuntime
 @testable import KubetraceOperator
 import Testing
 

@@ -2,7 +2,7 @@ import Foundation
 import KubeClient
 import KubeRuntime
 import KubeSim
-@_exported import KubetraceTestKit
+import KubetraceTestKit
 @testable import KubetraceOperator
 import Logging
 import Testing
@@ -79,8 +79,10 @@ struct RepairFixture {
         }
     }
 
-    /// Events (events.k8s.io) about `name` with `reason`.
+    /// Events (events.k8s.io) about `name` with `reason`, once every Event recorded so far is written
+    /// (Events leave the workers' path; bounded by the suite's time limit).
     func events(about name: String, reason: String, in namespace: String = ns) async throws -> [Event] {
-        try await client.list(Event.self, namespace: namespace).items.filter { $0.regarding?.name == name && $0.reason == reason }
+        await service.events.waitUntilWritten()
+        return try await client.list(Event.self, namespace: namespace).items.filter { $0.regarding?.name == name && $0.reason == reason }
     }
 }

@@ -1,3 +1,4 @@
+import KubetraceTestKit
 import Foundation
 import KubeClient
 import KubeRuntime
@@ -68,9 +69,9 @@ import Testing
     }
 }
 
-@Suite struct RepairQueueTests {
+@Suite struct WorkQueueTests {
     @Test func deduplicatesAndNeverRunsAKeyTwiceAtOnce() async throws {
-        let q = RepairQueue<String>()
+        let q = WorkQueue<String>()
         await q.add("a"); await q.add("a"); await q.add("b")
         #expect(await q.next() == "a")
         // Added again while processing: comes back after done, not before.
@@ -84,7 +85,7 @@ import Testing
     }
 
     @Test func delayedKeysComeDueAndShutDownEndsTheWait() async throws {
-        let q = RepairQueue<String>()
+        let q = WorkQueue<String>()
         let start = ContinuousClock.now
         await q.add("later", at: Date().addingTimeInterval(0.2))
         await q.add("now")

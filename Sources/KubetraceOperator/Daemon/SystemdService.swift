@@ -1,4 +1,5 @@
 import Foundation
+import KubeRuntime
 import Logging
 import ServiceLifecycle
 import UnixSignals

@@ -1,4 +1,5 @@
 public import Foundation
+import KubeRuntime
 import KubeClient
 public import Logging
 import Metrics
@@ -17,55 +18,6 @@ public struct RefreshFailure: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var retryAfter: TimeInterval?
     public var description: String { message }
-}
-
-/// Wakes a sleeping loop early (an outside change to the credential).
-final class Wakeup: Sendable {
-    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
-
-    func poke() {
-        let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
-            if let w = s.waiter { s.waiter = nil; return w }
-            s.pending = true
-            return nil
-        }
-        w?.resume()
-    }
-
-    enum Reason { case deadline, poked }
-
-    /// Returns at `deadline` or at the first poke, whichever comes first, and says which.
-    func wait(until deadline: Date) async -> Reason {
-        let seconds = deadline.timeIntervalSinceNow
-        return await withTaskGroup(of: Reason.self) { group in
-            group.addTask {
-                try? await Task.sleep(for: .milliseconds(Int64(max(seconds, 0) * 1000)))
-                return .deadline
-            }
-            group.addTask {
-                await withTaskCancellationHandler {
-                    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                        // Under the lock: a cancellation that came before the waiter was stored
-                        // must resume it here, or nobody would (the handler already ran).
-                        let now = self.state.withLock { s -> Bool in
-                            if Task.isCancelled { return true }
-                            if s.pending { s.pending = false; return true }
-                            s.waiter = c
-                            return false
-                        }
-                        if now { c.resume() }
-                    }
-                } onCancel: {
-                    let w = self.state.withLock { s -> CheckedContinuation<Void, Never>? in defer { s.waiter = nil }; return s.waiter }
-                    w?.resume()
-                }
-                return .poked
-            }
-            let first = await group.next() ?? .deadline
-            group.cancelAll()
-            return first
-        }
-    }
 }
 
 /// Refreshes one credential on its deadline, forever: one refresh in flight at

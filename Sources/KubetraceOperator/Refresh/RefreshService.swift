@@ -1,5 +1,6 @@
 public import Foundation
 public import KubeClient
+import KubetraceFormats
 import KubeRuntime
 public import Logging
 import AsyncAlgorithms
@@ -85,7 +86,7 @@ public struct RefreshService: Sendable {
         self.config = configuration
         self.logger = logger
         writer = SecretWriter(client: client)
-        events = EventRecorder(client: client, instance: configuration.instance, logger: logger)
+        events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
     }
 
     private var ns: String { config.names.namespace }
@@ -106,6 +107,7 @@ public struct RefreshService: Sendable {
         loops.set([kubeconfigLoop] + (registryLoop.map { [$0] } ?? []))
         defer { loops.set([]) }
         try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.events.run() }
             group.addTask { await kubeconfigLoop.run() }
             if let registryLoop { group.addTask { await registryLoop.run() } }
             group.addTask { try await self.watchForOutsideChanges(kubeconfig: kubeconfigLoop, registry: registryLoop) }
@@ -345,8 +347,8 @@ public struct RefreshService: Sendable {
     private func watchForOutsideChanges(kubeconfig: CredentialLoop, registry: CredentialLoop?) async throws {
         var options = ReflectorOptions(namespace: ns)
         options.labelSelector = nil
-        let reflector = Reflector<SecretProjection>(client: client, options: options, logger: logger)
-        let channel = AsyncChannel<[WatchEvent<SecretProjection>]>()
+        let reflector = Reflector<ManagedSecret>(client: client, options: options, logger: logger)
+        let channel = AsyncChannel<[WatchEvent<ManagedSecret>]>()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await reflector.run(into: channel) }
             var synced = false
@@ -373,8 +375,8 @@ public struct RefreshService: Sendable {
     }
 
     private func event(_ secretName: String, _ reason: String, _ note: String, _ warning: Bool) async {
-        await events.record(regarding: ObjectReference(apiVersion: "v1", kind: "Secret", namespace: ns, name: secretName),
-                            reason: reason, note: note, warning: warning)
+        events.record(EventRecorder.Note(regarding: ObjectReference(apiVersion: "v1", kind: "Secret", namespace: ns, name: secretName),
+                                         reason: reason, action: "Refresh", note: note, warning: warning))
     }
 }
 

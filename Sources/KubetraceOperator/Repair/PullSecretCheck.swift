@@ -20,7 +20,7 @@ struct PullSecretView: Sendable {
     var expiresAt: String?
     var managed: Bool
 
-    init(_ p: SecretProjection) {
+    init(_ p: ManagedSecret) {
         type = p.type
         document = p.values[".dockerconfigjson"]
         expiresAt = p.meta.annotations[PullCredentials.expiryAnnotation]

@@ -1,3 +1,4 @@
+import KubetraceFormats
 import Foundation
 import KubeClient
 import KubeRuntime
@@ -10,7 +11,7 @@ actor PullSecretHandler {
     let scope: NamespaceScope
     /// Mints new credentials (the refreshers) when the Secret is gone and none are known.
     let fetchFresh: (@Sendable () async throws -> Void)?
-    private var secrets: [String: SecretProjection] = [:]
+    private var secrets: [String: ManagedSecret] = [:]
     private(set) var lastKnownGood: PullCredentials?
     private var limiter = RepairRateLimiter<String>()
     private var lastRepair: [String: Date] = [:]
@@ -25,7 +26,7 @@ actor PullSecretHandler {
     private var home: String { ctx.operatorNamespace }
 
     /// Takes in a watch event; returns the keys to reconcile.
-    func observe(_ event: WatchEvent<SecretProjection>) -> [RepairKey] {
+    func observe(_ event: WatchEvent<ManagedSecret>) -> [RepairKey] {
         switch event {
         case .synced:
             return ([home] + scope.targets).map { .pullSecret(namespace: $0) }
@@ -46,7 +47,7 @@ actor PullSecretHandler {
     }
 
     /// Adopts a valid, not older source Secret as the last known good credentials.
-    private func adopt(_ s: SecretProjection) -> Bool {
+    private func adopt(_ s: ManagedSecret) -> Bool {
         let view = PullSecretView(s)
         guard PullSecretCheck.judgeSource(view, host: ctx.config.registryHost, lastKnownGood: lastKnownGood) == nil,
               let document = view.document else { return false }

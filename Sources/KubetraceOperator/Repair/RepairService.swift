@@ -1,3 +1,4 @@
+import KubetraceFormats
 import Foundation
 public import KubeClient
 public import KubeRuntime
@@ -50,12 +51,13 @@ public final class SyncTracker: Sendable {
 public final class RepairService: Sendable {
     let ctx: RepairContext
     let scope: NamespaceScope
-    let queue = RepairQueue<RepairKey>()
+    let queue = WorkQueue<RepairKey>()
     let pullSecrets: PullSecretHandler
     let accounts: ServiceAccountHandler
     let rbac: RBACHandler
     let pods: StuckPodHandler
-    let events: RepairEvents
+    /// Events about repairs, written off the workers' path (aggregated, bounded).
+    let events: EventRecorder
     public let sync = SyncTracker()
     /// Per watcher, for metrics and status.
     let watchStatsByName = Mutex<[String: WatchStats]>([:])
@@ -73,7 +75,7 @@ public final class RepairService: Sendable {
         accounts = ServiceAccountHandler(ctx: ctx, scope: scope)
         rbac = RBACHandler(ctx: ctx)
         pods = StuckPodHandler(ctx: ctx, scope: scope, pullSecrets: pullSecrets, accounts: accounts)
-        events = RepairEvents(recorder: EventRecorder(client: client, instance: configuration.instance, logger: logger))
+        events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
         self.watchIdleTimeout = watchIdleTimeout
     }
 
@@ -95,7 +97,7 @@ public final class RepairService: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for s in scopes {
                 let where_ = s ?? "all"
-                watch(SecretProjection.self, "secrets@\(where_)", namespace: s, fieldSelector: secretField, in: &group) { await self.pullSecrets.observe($0) }
+                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: secretField, in: &group) { await self.pullSecrets.observe($0) }
                 watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, in: &group) { await self.accounts.observe($0) }
                 watch(PodProjection.self, "pods@\(where_)", namespace: s, in: &group) { await self.pods.observe($0) }
             }
@@ -176,6 +178,15 @@ public final class RepairService: Sendable {
         if Task.isCancelled { return }
         // Everything is looked at again on (re)gaining leadership.
         await enqueueAll()
+        await withTaskGroup(of: Void.self) { recorder in
+            recorder.addTask { await self.events.run() }
+            await reconcileQueued()
+            // Drained: the Events of the last reconciles are written before the workers return.
+            events.finish()
+        }
+    }
+
+    private func reconcileQueued() async {
         await withTaskGroup(of: Void.self) { group in
             var running = 0
             while let key = await queue.next() {
@@ -226,14 +237,13 @@ public final class RepairService: Sendable {
         case .repaired(let r):
             failures.withLock { $0.succeeded(key) }
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "repaired")]).increment()
-            // The Event first: a log line then means everything about the repair is recorded.
-            await events.record(r, warning: false)
+            events.record(r.event(warning: false))
             ctx.logger.info("\(r.note)", metadata: ["event": "\(Self.snake(r.reason))", "object": "\(r.regarding.namespace ?? "")/\(r.regarding.name ?? "")", "kind": "\(r.regarding.kind ?? "")"])
         case .throttled(let until, let episode):
             await queue.add(key, at: until)
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "throttled")]).increment()
             if let episode {
-                await events.record(episode, warning: true)
+                events.record(episode.event(warning: true))
                 ctx.logger.warning("\(episode.note)", metadata: ["event": "repair_throttled", "object": "\(episode.regarding.namespace ?? "")/\(episode.regarding.name ?? "")"])
             }
         case .failed(let r):
@@ -241,7 +251,7 @@ public final class RepairService: Sendable {
             await queue.add(key, at: Date().addingTimeInterval(delay))
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "failed")]).increment()
             // One line per attempt: the backoff (1 s … 5 min) limits the rate.
-            await events.record(r, warning: true)
+            events.record(r.event(warning: true))
             ctx.logger.warning("\(r.note)", metadata: ["event": "repair_failed", "object": "\(r.regarding.namespace ?? "")/\(r.regarding.name ?? "")",
                                                        "kind": "\(r.regarding.kind ?? "")", "attempt": "\(count)", "retry_in": "\(Int(delay))s"])
         }

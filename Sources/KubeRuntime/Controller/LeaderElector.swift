@@ -1,7 +1,6 @@
 public import Foundation
 public import KubeClient
 public import Logging
-import Metrics
 import Synchronization
 
 /// Leader election on a `coordination.k8s.io/v1` Lease, with client-go's defaults
@@ -9,6 +8,11 @@ import Synchronization
 /// against the local time at which the record was last seen to change, so clock
 /// skew between replicas does not matter), renew every retry period, and give up
 /// leadership when no renewal succeeded within the renew deadline.
+///
+/// The rules are client-go's `tools/leaderelection/leaderelection.go`
+/// (`tryAcquireOrRenew`, `renew`, `release`; `observedTime` is the local time the
+/// record last changed). Time comes from the `RuntimeClock` and jitter from the
+/// `RandomSource`, so a test can run an election in virtual time.
 public final class LeaderElector: Sendable {
     public struct Timing: Sendable {
         public var leaseDuration: TimeInterval = 15
@@ -23,8 +27,13 @@ public final class LeaderElector: Sendable {
     public let identity: String
     let timing: Timing
     let logger: Logger
-    private let state = Mutex<(leading: Bool, observed: Lease.Spec?, observedAt: ContinuousClock.Instant?, healthy: Bool)>((false, nil, nil, true))
-    private let leaderGauge: Gauge
+    let clock: RuntimeClock
+    let random: RandomSource
+    /// Labels a Lease this elector creates carries (who manages it).
+    let leaseLabels: [String: String]
+    /// Called with the new state each time leadership is gained or lost (for a metric).
+    let onChange: @Sendable (_ leading: Bool) -> Void
+    private let state = Mutex<(leading: Bool, observed: Lease.Spec?, observedAt: Duration?, healthy: Bool)>((false, nil, nil, true))
     private let stopped = Atomic<Bool>(false)
     private let wakeup = Wakeup()
 
@@ -33,15 +42,20 @@ public final class LeaderElector: Sendable {
     let annotations: @Sendable () -> [String: String]
 
     public init(client: KubeClient, namespace: String, name: String, identity: String, timing: Timing = Timing(), logger: Logger,
-                annotations: @escaping @Sendable () -> [String: String] = { [:] }) {
+                leaseLabels: [String: String] = [:], clock: RuntimeClock = .system, random: RandomSource = .system,
+                annotations: @escaping @Sendable () -> [String: String] = { [:] },
+                onChange: @escaping @Sendable (_ leading: Bool) -> Void = { _ in }) {
         self.annotations = annotations
+        self.leaseLabels = leaseLabels
+        self.clock = clock
+        self.random = random
+        self.onChange = onChange
         self.client = client
         self.namespace = namespace
         self.name = name
         self.identity = identity
         self.timing = timing
         self.logger = logger
-        leaderGauge = Gauge(label: "kubetrace_leader", dimensions: [])
     }
 
     public var isLeader: Bool { state.withLock { $0.leading } }
@@ -77,7 +91,7 @@ public final class LeaderElector: Sendable {
 
     private func setLeading(_ leading: Bool) {
         state.withLock { $0.leading = leading }
-        leaderGauge.record(leading ? 1 : 0)
+        onChange(leading)
     }
 
     /// Stops trying to acquire (graceful shutdown of a standby); callable from any context.
@@ -90,21 +104,22 @@ public final class LeaderElector: Sendable {
     private func acquire() async -> Bool {
         while !Task.isCancelled, !stopped.load(ordering: .acquiring) {
             if await tryAcquireOrRenew() { return true }
-            let jittered = timing.retryPeriod * (1 + 0.2 * Double.random(in: 0..<1))
-            _ = await wakeup.wait(until: Date().addingTimeInterval(jittered))
+            // client-go's JitterUntil with a factor of 1.2 (wait.Jitter).
+            let jittered = timing.retryPeriod * (1 + 0.2 * random.unit())
+            _ = await wakeup.wait(until: clock.date.addingTimeInterval(jittered), clock: clock)
         }
         return false
     }
 
     /// Renews every retry period; returns true once renewal failed for the whole renew deadline.
     private func renewUntilLost() async -> Bool {
-        var lastRenew = ContinuousClock.now
+        var lastRenew = clock.elapsed
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(Int64(timing.retryPeriod * 1000)))
+            try? await clock.sleep(for: .seconds(timing.retryPeriod))
             if Task.isCancelled { return false }
             if await tryAcquireOrRenew() {
-                lastRenew = .now
-            } else if ContinuousClock.now - lastRenew >= .milliseconds(Int64(timing.renewDeadline * 1000)) {
+                lastRenew = clock.elapsed
+            } else if clock.elapsed - lastRenew >= .seconds(timing.renewDeadline) {
                 return true
             } else if holder != identity && holder?.isEmpty == false {
                 return true  // someone else holds it now
@@ -115,7 +130,7 @@ public final class LeaderElector: Sendable {
 
     /// One attempt; true when this process holds the Lease afterwards.
     func tryAcquireOrRenew() async -> Bool {
-        let now = Date()
+        let now = clock.date
         let micro = RFC3339.formatMicro(now)
         do {
             let lease: Lease
@@ -124,7 +139,7 @@ public final class LeaderElector: Sendable {
             } catch let e as KubeClientError where e.isNotFound {
                 let spec = Lease.Spec(holderIdentity: identity, leaseDurationSeconds: Int(timing.leaseDuration), acquireTime: micro, renewTime: micro, leaseTransitions: 0)
                 var meta = ObjectMeta(name: name, namespace: namespace)
-                meta.labels = ["app.kubernetes.io/managed-by": "kubetrace-operator"]
+                if !leaseLabels.isEmpty { meta.labels = leaseLabels }
                 let extra = annotations()
                 if !extra.isEmpty { meta.annotations = extra }
                 let created = try await client.create(Lease(metadata: meta, spec: spec), namespace: namespace)
@@ -137,8 +152,9 @@ public final class LeaderElector: Sendable {
             let mine = spec.holderIdentity == identity
             if held, !mine {
                 let duration = TimeInterval(spec.leaseDurationSeconds ?? Int(timing.leaseDuration))
-                let seenAt = state.withLock { $0.observedAt } ?? .now
-                if ContinuousClock.now - seenAt < .milliseconds(Int64(duration * 1000)) { return false }
+                let now = clock.elapsed
+                let seenAt = state.withLock { $0.observedAt } ?? now
+                if now - seenAt < .seconds(duration) { return false }
             }
             var updated = lease
             var next = spec
@@ -170,7 +186,7 @@ public final class LeaderElector: Sendable {
             s.healthy = true
             if s.observed != spec || s.observedAt == nil {
                 s.observed = spec
-                s.observedAt = .now
+                s.observedAt = clock.elapsed
             }
         }
     }
@@ -183,7 +199,7 @@ public final class LeaderElector: Sendable {
             guard lease.spec?.holderIdentity == identity else { return }
             lease.spec?.holderIdentity = ""
             lease.spec?.leaseDurationSeconds = 1
-            lease.spec?.renewTime = RFC3339.formatMicro(Date())
+            lease.spec?.renewTime = RFC3339.formatMicro(clock.date)
             _ = try await client.update(lease)
             observe(lease.spec)
             logger.info("released the lease", metadata: ["event": "leader_released", "lease": "\(namespace)/\(name)"])
