@@ -124,16 +124,18 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
 
-        // MARK: Executables (thin)
+        // MARK: Executables: the command lines (argument-parser lives only here)
         .executableTarget(
             name: "kubetrace-operator",
-            dependencies: ["KubetraceOperator"],
+            dependencies: [
+                "KubetraceOperator", "KubeClient", "KubeRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

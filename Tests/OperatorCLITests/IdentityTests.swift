@@ -105,7 +105,7 @@ import Testing
             // operator must not outlive its Pod); `identity` grants it for the systemd install.
             let denied = await expectError { _ = try await renewal.renewOnce(claims) }
             #expect(denied?.httpStatus == 403, "\(String(describing: denied))")
-            try await IdentityCommand.grantSelfRenewal(admin, ObjectNames())
+            try await IdentityRequest.grantSelfRenewal(admin, ObjectNames())
             let renewed = try await renewal.renewOnce(claims)
             #expect(renewed.serviceAccount == "kubetrace-operator" && renewed.namespace == "kubetrace-system")
             #expect(abs(renewed.lifetime - 1200) < 2, "the same lifetime")

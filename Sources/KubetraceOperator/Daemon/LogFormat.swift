@@ -1,5 +1,5 @@
 import Foundation
-import Logging
+public import Logging
 
 /// `LOG_FORMAT` / `--log-format` (SPEC §3).
 public enum LogFormat: String, CaseIterable, Sendable {
@@ -39,7 +39,7 @@ public enum LogFormat: String, CaseIterable, Sendable {
     }
 
     /// `LOG_LEVEL` / `--log-level`: trace, debug, info (default), notice, warning, error, critical.
-    static func requestedLevel(arguments: [String], environment: [String: String]) throws -> Logger.Level {
+    public static func requestedLevel(arguments: [String], environment: [String: String]) throws -> Logger.Level {
         let (raw, source) = early("--log-level", "LOG_LEVEL", arguments: arguments, environment: environment)
         guard let value = raw, !value.isEmpty else { return .info }
         guard let level = Logger.Level(rawValue: value.lowercased()) else {
@@ -49,7 +49,7 @@ public enum LogFormat: String, CaseIterable, Sendable {
     }
 
     /// Finds `--log-format X` / `--log-format=X` in the arguments, else `LOG_FORMAT`.
-    static func requested(arguments: [String], environment: [String: String]) throws -> LogFormat {
+    public static func requested(arguments: [String], environment: [String: String]) throws -> LogFormat {
         let (raw, source) = early("--log-format", "LOG_FORMAT", arguments: arguments, environment: environment)
         guard let value = raw, !value.isEmpty else { return .auto }
         guard let format = LogFormat(rawValue: value.lowercased()) else {
@@ -59,7 +59,7 @@ public enum LogFormat: String, CaseIterable, Sendable {
     }
 
     /// Installs the handler for this format. `level` applies to every logger.
-    static func bootstrap(_ format: LogFormat, level: Logger.Level) {
+    public static func bootstrap(_ format: LogFormat, level: Logger.Level) {
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler
             switch format {

@@ -11,7 +11,7 @@ import ServiceLifecycle
 /// (pkg/kubelet/token/token_manager.go, `requiresRefresh`).
 enum OwnToken {
     /// The claims of a ServiceAccount token that matter here.
-    struct Claims: Equatable {
+    struct Claims: Equatable, Sendable {
         var namespace: String
         var serviceAccount: String
         var issuedAt: Date

@@ -10,16 +10,17 @@ actor PullSecretHandler {
     let ctx: RepairContext
     let scope: NamespaceScope
     /// Mints new credentials (the refreshers) when the Secret is gone and none are known.
-    let fetchFresh: (@Sendable () async throws -> Void)?
+    /// Mints new pull credentials when none are known (the refresh side's registry credentials).
+    let minter: (any PullCredentialMinter)?
     private var secrets: [String: ManagedSecret] = [:]
     private(set) var lastKnownGood: PullCredentials?
     private var limiter = RepairRateLimiter<String>()
     private var lastRepair: [String: Date] = [:]
 
-    init(ctx: RepairContext, scope: NamespaceScope, fetchFresh: (@Sendable () async throws -> Void)?) {
+    init(ctx: RepairContext, scope: NamespaceScope, minter: (any PullCredentialMinter)?) {
         self.ctx = ctx
         self.scope = scope
-        self.fetchFresh = fetchFresh
+        self.minter = minter
     }
 
     private var name: String { ctx.names.registrySecret }
@@ -77,12 +78,12 @@ actor PullSecretHandler {
         guard scope.contains(namespace), let problem = problem(namespace, secrets[namespace].map(PullSecretView.init)) else { return .healthy }
         let ref = ObjectReference(apiVersion: "v1", kind: "Secret", namespace: namespace, name: name, uid: secrets[namespace]?.meta.uid)
         guard let credentials = lastKnownGood else {
-            guard let fetchFresh else {
+            guard let minter else {
                 return .failed(RepairReport(regarding: ref, reason: "RepairFailed",
                                             note: "pull Secret \(namespace)/\(name) \(problem) and no good credentials are known to restore it; re-run kubetrace-operator manifest or configure registry credential minting"))
             }
             do {
-                try await fetchFresh()
+                try await minter.mintPullCredentials()
                 lastRepair[namespace] = Date()
                 return .repaired(RepairReport(regarding: ref, reason: "PullSecretRepaired", note: "pull Secret \(problem); wrote freshly minted credentials"))
             } catch {

@@ -13,6 +13,9 @@ enum RepairOutcome: Sendable {
     case throttled(until: Date, episode: RepairReport?)
     /// The repair could not be made; retried with backoff. `RepairFailed` names why.
     case failed(RepairReport)
+    /// Other keys must be reconciled first (a stuck Pod's namespace plumbing): the queue
+    /// takes them, and the watch that sees them change brings this key back.
+    case waiting(on: [RepairKey])
 }
 
 /// A failed write, turned into a message that says what to do.

@@ -68,10 +68,10 @@ public final class RepairService: Sendable {
     let concurrency = 4
 
     public init(client: KubeClient, configuration: RepairConfiguration, logger: Logger, watchIdleTimeout: Duration = .seconds(90),
-                fetchFresh: (@Sendable () async throws -> Void)? = nil) {
+                minter: (any PullCredentialMinter)? = nil) {
         ctx = RepairContext(client: client, config: configuration, logger: logger)
         scope = NamespaceScope(operatorNamespace: configuration.names.namespace, targets: configuration.targetNamespaces)
-        pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, fetchFresh: fetchFresh)
+        pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, minter: minter)
         accounts = ServiceAccountHandler(ctx: ctx, scope: scope)
         rbac = RBACHandler(ctx: ctx)
         pods = StuckPodHandler(ctx: ctx, scope: scope, pullSecrets: pullSecrets, accounts: accounts)
@@ -97,8 +97,12 @@ public final class RepairService: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for s in scopes {
                 let where_ = s ?? "all"
-                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: secretField, in: &group) { await self.pullSecrets.observe($0) }
-                watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, in: &group) { await self.accounts.observe($0) }
+                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: secretField, in: &group) {
+                    await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0))
+                }
+                watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, in: &group) {
+                    await self.accounts.observe($0) + (await self.stuckPods(affectedBy: $0))
+                }
                 watch(PodProjection.self, "pods@\(where_)", namespace: s, in: &group) { await self.pods.observe($0) }
             }
             watch(RawProjection<Role>.self, "roles@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyRole)", in: &group) { await self.rbac.observe(role: $0) }
@@ -137,6 +141,15 @@ public final class RepairService: Sendable {
                     if case .synced = event { self.sync.markSynced(name) }
                 }
             }
+        }
+    }
+
+    /// A stuck Pod waits on its namespace's plumbing (`RepairOutcome.waiting`): a change to the
+    /// pull Secret or to a ServiceAccount there brings the namespace's stuck Pods back.
+    private func stuckPods<P: Projection>(affectedBy event: WatchEvent<P>) async -> [RepairKey] {
+        switch event {
+        case .added(let o), .modified(let o), .deleted(let o): return await pods.keys(in: o.meta.namespace)
+        case .synced: return []
         }
     }
 
@@ -246,6 +259,10 @@ public final class RepairService: Sendable {
                 events.record(episode.event(warning: true))
                 ctx.logger.warning("\(episode.note)", metadata: ["event": "repair_throttled", "object": "\(episode.regarding.namespace ?? "")/\(episode.regarding.name ?? "")"])
             }
+        case .waiting(let keys):
+            // The keys this one depends on; their watches bring it back once they change.
+            for k in keys { await queue.add(k) }
+            ctx.logger.debug("waiting on other repairs", metadata: ["key": "\(key)", "waiting_on": "\(keys.map(\.description).joined(separator: ", "))"])
         case .failed(let r):
             let (delay, count) = failures.withLock { f in (f.failed(key), f.failureCount(key)) }
             await queue.add(key, at: Date().addingTimeInterval(delay))

@@ -10,6 +10,8 @@ actor ServiceAccountHandler {
     let scope: NamespaceScope
     private var accounts: [ObjectKey: ServiceAccountProjection] = [:]
     private var limiter = RepairRateLimiter<ObjectKey>()
+    /// When this handler last restored each account.
+    private var lastRepair: [ObjectKey: Date] = [:]
 
     init(ctx: RepairContext, scope: NamespaceScope) {
         self.ctx = ctx
@@ -49,6 +51,17 @@ actor ServiceAccountHandler {
     /// Whether the account references the pull Secret, by the watch's view.
     func references(_ key: ObjectKey) -> Bool { accounts[key]?.imagePullSecrets.contains(secretName) ?? false }
 
+    /// Whether `reconcile` has a write to make, by the watch's view: a kept account that
+    /// lacks the reference, or the managed one missing (other accounts are not ours to create).
+    func needsRepair(_ key: ObjectKey) -> Bool {
+        guard isKept(key) else { return false }
+        guard let cached = accounts[key] else { return isManaged(key) }
+        return !cached.imagePullSecrets.contains(secretName)
+    }
+
+    /// When this handler last restored the account.
+    func lastRepairTime(_ key: ObjectKey) -> Date? { lastRepair[key] }
+
     func reconcile(namespace: String, name: String) async -> RepairOutcome {
         let key = ObjectKey(namespace: namespace, name: name)
         guard isKept(key) else { return .healthy }
@@ -69,6 +82,7 @@ actor ServiceAccountHandler {
             ref.uid = written
             limiter.record(key, at: Date(), decision: decision)
             limiter.prune(now: now)
+            lastRepair[key] = Date()
             return .repaired(RepairReport(regarding: ref, reason: "ServiceAccountRepaired", note: "ServiceAccount \(what); restored"))
         } catch {
             return .failed(RepairReport(regarding: ref, reason: "RepairFailed", note: RepairError.describe(error, verb: "repairing", object: "ServiceAccount \(namespace)/\(name)")))

@@ -8,6 +8,13 @@ import Logging
 /// a controller-owned Pod is then deleted once, so its owner recreates it, when it
 /// cannot recover by itself — it lacks the pull Secret in its own (immutable)
 /// `imagePullSecrets`, or it still backs off after a repair. Bare Pods are never deleted.
+///
+/// The plumbing is the other handlers' job: this handler reads their view (never calls
+/// their `reconcile`) and, while the namespace's pull Secret or the Pod's ServiceAccount
+/// needs repair, answers `.waiting(on:)` with their keys. The queue reconciles those
+/// (one at a time per key, with their Events and metrics), and the Secret or
+/// ServiceAccount watch that sees the repair brings the namespace's stuck Pods back
+/// (`keys(in:)`), as controller-runtime maps a watched object to the requests it affects.
 actor StuckPodHandler {
     let ctx: RepairContext
     let scope: NamespaceScope
@@ -64,26 +71,18 @@ actor StuckPodHandler {
         let ref = ObjectReference(apiVersion: "v1", kind: "Pod", namespace: namespace, name: name, uid: pod.meta.uid)
         let secretName = ctx.names.registrySecret
 
-        // The namespace's plumbing first.
-        var repairedNow = false
-        switch await pullSecrets.reconcile(namespace: namespace) {
-        case .failed(let r): return .failed(RepairReport(regarding: ref, reason: "RepairFailed", note: "Pod cannot pull from \(ctx.config.registryHost): \(r.note)"))
-        case .throttled(let until, _): return .throttled(until: until, episode: nil)
-        case .repaired: repairedNow = true
-        case .healthy: break
-        }
+        // The namespace's plumbing first, by the other handlers' view.
+        var pending: [RepairKey] = []
+        if !(await pullSecrets.isHealthy(namespace)) { pending.append(.pullSecret(namespace: namespace)) }
         let account = ObjectKey(namespace: namespace, name: pod.serviceAccountName.isEmpty ? "default" : pod.serviceAccountName)
         let accountKept = await accounts.isKept(account)
-        if accountKept {
-            switch await accounts.reconcile(namespace: account.namespace, name: account.name) {
-            case .failed(let r): return .failed(RepairReport(regarding: ref, reason: "RepairFailed", note: "Pod cannot pull from \(ctx.config.registryHost): \(r.note)"))
-            case .throttled(let until, _): return .throttled(until: until, episode: nil)
-            case .repaired: repairedNow = true
-            case .healthy: break
-            }
-        }
-        let since = stuckSince[pod.meta.uid] ?? .distantPast
-        if let last = await pullSecrets.lastRepairTime(namespace), last >= since.addingTimeInterval(-60) { repairedNow = true }
+        if await accounts.needsRepair(account) { pending.append(.serviceAccount(namespace: account.namespace, name: account.name)) }
+        if !pending.isEmpty { return .waiting(on: pending) }
+        // Repaired since the Pod got stuck (a minute's slack for the watch that saw it stuck).
+        let since = (stuckSince[pod.meta.uid] ?? .distantPast).addingTimeInterval(-60)
+        var repairedNow = false
+        if let last = await pullSecrets.lastRepairTime(namespace), last >= since { repairedNow = true }
+        if let last = await accounts.lastRepairTime(account), last >= since { repairedNow = true }
 
         guard pod.meta.controller != nil else {
             if !told.contains(pod.meta.uid) {

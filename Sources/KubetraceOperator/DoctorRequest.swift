@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import Glibc
 import KubeClient
@@ -18,23 +17,22 @@ struct DoctorCheck: Sendable {
 }
 
 /// `kubetrace-operator doctor`: the troubleshooting checklist, one line per check.
-struct DoctorCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "doctor", abstract: "Run the troubleshooting checklist (exit 0 when every check passes, 1 otherwise).")
+public struct DoctorRequest: Sendable, ClusterCommand {
+    public init() {}
+    public var cluster = ClusterSelection()
+    public var apiUrl: String?
+    public var allowInsecureHttp = false
+    public var operatorTokenFile: String?
+    public var registry: String?
+    public var registryCaFile: String?
+    public var caFile: String?
+    public var output = "text"
 
-    @OptionGroup var cluster: ClusterOptions
-    @Option(help: "Kubetrace API base URL (env API_URL; default: the operator Deployment's).") var apiUrl: String?
-    @Flag(help: "Allow a plain http API_URL on a loopback address.") var allowInsecureHttp = false
-    @Option(help: ArgumentHelp("Operator token file (env OPERATOR_TOKEN_FILE; default: Secret kubetrace-operator).", valueName: "file")) var operatorTokenFile: String?
-    @Option(help: ArgumentHelp("Registry host[:port] to check, pull access included (default: the pull Secret's, else blr.vultrcr.com).", valueName: "host")) var registry: String?
-    @Option(help: ArgumentHelp("The CA (PEM) the registry must be signed by, instead of the system store.", valueName: "file")) var registryCaFile: String?
-    @Option(help: ArgumentHelp("The CA (PEM) the Kubetrace API must be signed by, instead of the system store.", valueName: "file")) var caFile: String?
-    @Option(help: "Output format: text or json.") var output = "text"
-
-    func validate() throws {
-        guard ["text", "json"].contains(output) else { throw ValidationError("--output: must be text or json, not \"\(output)\"") }
+    public func validate() throws {
+        guard ["text", "json"].contains(output) else { throw CLIError.configuration("--output: must be text or json, not \"\(output)\"") }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let env = ProcessInfo.processInfo.environment
         var connection = try cluster.loadConnection()
         var names = ObjectNames()
@@ -68,7 +66,7 @@ struct DoctorCommand: AsyncParsableCommand {
             text += failed == 0 ? "all \(checks.count) checks passed\n" : "\(failed) of \(checks.count) checks failed\n"
             FileHandle.standardOutput.write(Data(text.utf8))
         }
-        if !checks.allSatisfy(\.ok) { throw ExitCode(ExitStatus.runtimeFailure) }
+        if !checks.allSatisfy(\.ok) { throw CommandExit(ExitStatus.runtimeFailure) }
     }
 }
 

@@ -1,4 +1,3 @@
-import ArgumentParser
 import AsyncAlgorithms
 import Foundation
 import KubeClient
@@ -9,21 +8,17 @@ import UnixSignals
 
 /// `kubetrace-operator status`: credentials, leader, watches and recent repairs on
 /// one screen, read from the cluster (works from a laptop against an in-cluster operator).
-struct StatusCommand: ClusterCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "status",
-        abstract: "Show credentials, the leader, watch health and the last repairs, read from the cluster.",
-        discussion: "With --watch the view follows watches on the Secrets, the Lease and the Events (no polling); Ctrl-C ends it.")
+public struct StatusRequest: Sendable, ClusterCommand {
+    public init() {}
+    public var cluster = ClusterSelection()
+    public var watch = false
+    public var output = "text"
 
-    @OptionGroup var cluster: ClusterOptions
-    @Flag(help: "Keep the view up to date from watches.") var watch = false
-    @Option(help: ArgumentHelp("text (one screen) or json (one document; with --watch, one line per change).", valueName: "text|json")) var output = "text"
-
-    func validate() throws {
-        guard ["text", "json"].contains(output) else { throw ValidationError("--output: must be text or json, not \"\(output)\"") }
+    public func validate() throws {
+        guard ["text", "json"].contains(output) else { throw CLIError.configuration("--output: must be text or json, not \"\(output)\"") }
     }
 
-    func run() async throws {
+    public func run() async throws {
         var names = ObjectNames()
         if let ns = cluster.namespace ?? ProcessInfo.processInfo.environment["POD_NAMESPACE"], !ns.isEmpty { names.namespace = ns }
         var connection = try cluster.loadConnection()

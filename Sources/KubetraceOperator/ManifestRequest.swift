@@ -1,39 +1,33 @@
-import ArgumentParser
 import Foundation
 import KubeClient
 
 /// `kubetrace-operator manifest`: the cluster-specific install manifest.
-struct ManifestCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "manifest", abstract: "Generate the cluster-specific install manifest.")
-
-    @Option(help: ArgumentHelp("Kubeconfig of the cluster to install into.", valueName: "file")) var kubeconfig: String?
-    @Option(help: ArgumentHelp("Kubeconfig context.", valueName: "name")) var context: String?
-    @Option(help: ArgumentHelp("Operator namespace (env POD_NAMESPACE).", valueName: "name")) var namespace: String?
-    @Option(help: "This cluster's id (env CLUSTER_ID).") var clusterId: String?
-    @Option(help: "Kubetrace API base URL, https (env API_URL).") var apiUrl: String?
-    @Flag(help: "Allow a plain http API_URL on a loopback address.") var allowInsecureHttp = false
-    @Option(help: ArgumentHelp("File holding the operator token (env OPERATOR_TOKEN_FILE).", valueName: "file")) var operatorTokenFile: String?
-    @Option(help: "Registry host the pull Secret is for.") var registry = "blr.vultrcr.com"
-    @Option(help: ArgumentHelp("File holding a Vultr API key: fetch pull credentials from the Vultr API.", valueName: "file")) var vultrApiKeyFile: String?
-    @Option(help: "Vultr registry id (with --vultr-api-key-file).") var registryId: String?
-    @Option(help: "Registry username (instead of the Vultr API).") var registryUsername: String?
-    @Option(help: ArgumentHelp("File holding the registry password.", valueName: "file")) var registryPasswordFile: String?
-    @Option(help: "Vultr API base URL.") var vultrApiUrl = "https://api.vultr.com"
-    @Option(help: "Lifetime asked of Vultr for the pull credentials, in seconds (the operator re-mints them before they lapse).") var registryExpirySeconds = 2_592_000
-    @Option(help: ArgumentHelp("The CA (PEM) the Kubetrace and Vultr APIs must be signed by, instead of the system store.", valueName: "file")) var caFile: String?
-    @Option(help: "Operator image (pin it by digest: image@sha256:…).") var image = "blr.vultrcr.com/kubetrace/kubetrace-operator:\(kubetraceVersion)"
-    @Option(help: ArgumentHelp("Where to write the manifest (mode 0600), or - for stdout.", valueName: "file|-")) var output = "kubetrace-operator.yaml"
-    @Option(help: "Opt-in namespaces beyond the operator's own: a,b,c or selector=LABEL_SELECTOR (env TARGET_NAMESPACES); adds their RBAC.") var targetNamespaces: String?
-    @Option(help: "ServiceAccounts kept referencing the pull Secret in target namespaces, comma-separated (env TARGET_SERVICE_ACCOUNTS).") var targetServiceAccounts: String?
-    @Option(help: "Include the NetworkPolicy: true or false (default true).") var networkPolicy: String?
-    @Option(help: ArgumentHelp("Namespaces allowed to reach the health and metrics ports, as key=value labels.", valueName: "labels"))
-    var ingressNamespaceSelector = "kubernetes.io/metadata.name=monitoring"
-    @Option(help: ArgumentHelp("The API server's endpoint addresses for the NetworkPolicy, comma-separated (default: the kubeconfig server's address).", valueName: "cidrs"))
-    var apiServerCidr: String?
-    @Option(help: ArgumentHelp("Destinations allowed on port 443 (Kubetrace API, registry, Vultr API), comma-separated; NetworkPolicy cannot name hosts.", valueName: "cidrs"))
-    var egressCidr = "0.0.0.0/0,::/0"
-    @Flag(help: "Count the objects the operator will watch (paged lists through the kubeconfig) and size memory requests and limits from them.")
-    var sizeFromCluster = false
+public struct ManifestRequest: Sendable {
+    public init() {}
+    public var kubeconfig: String?
+    public var context: String?
+    public var namespace: String?
+    public var clusterId: String?
+    public var apiUrl: String?
+    public var allowInsecureHttp = false
+    public var operatorTokenFile: String?
+    public var registry = "blr.vultrcr.com"
+    public var vultrApiKeyFile: String?
+    public var registryId: String?
+    public var registryUsername: String?
+    public var registryPasswordFile: String?
+    public var vultrApiUrl = "https://api.vultr.com"
+    public var registryExpirySeconds = 2_592_000
+    public var caFile: String?
+    public var image = "blr.vultrcr.com/kubetrace/kubetrace-operator:\(kubetraceVersion)"
+    public var output = "kubetrace-operator.yaml"
+    public var targetNamespaces: String?
+    public var targetServiceAccounts: String?
+    public var networkPolicy: String?
+    public var ingressNamespaceSelector = "kubernetes.io/metadata.name=monitoring"
+    public var apiServerCidr: String?
+    public var egressCidr = "0.0.0.0/0,::/0"
+    public var sizeFromCluster = false
 
     /// Checked after the kubeconfig, so a kubeconfig error is always the first reported.
     func checkRegistryFlags() throws {
@@ -42,29 +36,29 @@ struct ManifestCommand: AsyncParsableCommand {
         }
         let viaVultr = vultrApiKeyFile != nil || registryId != nil
         let given = registryUsername != nil || registryPasswordFile != nil
-        if viaVultr && given { throw ValidationError("use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file") }
-        if viaVultr && (vultrApiKeyFile == nil || registryId == nil) { throw ValidationError("--vultr-api-key-file and --registry-id go together") }
-        if given && (registryUsername == nil || registryPasswordFile == nil) { throw ValidationError("--registry-username and --registry-password-file go together") }
-        if !viaVultr && !given { throw ValidationError("registry credentials are required: --vultr-api-key-file and --registry-id, or --registry-username and --registry-password-file") }
-        if !(60...2_592_000).contains(registryExpirySeconds) { throw ValidationError("--registry-expiry-seconds: must be between 60 and 2592000") }
+        if viaVultr && given { throw CLIError.configuration("use either --vultr-api-key-file with --registry-id, or --registry-username with --registry-password-file") }
+        if viaVultr && (vultrApiKeyFile == nil || registryId == nil) { throw CLIError.configuration("--vultr-api-key-file and --registry-id go together") }
+        if given && (registryUsername == nil || registryPasswordFile == nil) { throw CLIError.configuration("--registry-username and --registry-password-file go together") }
+        if !viaVultr && !given { throw CLIError.configuration("registry credentials are required: --vultr-api-key-file and --registry-id, or --registry-username and --registry-password-file") }
+        if !(60...2_592_000).contains(registryExpirySeconds) { throw CLIError.configuration("--registry-expiry-seconds: must be between 60 and 2592000") }
         try Self.checkImage(image)
     }
 
     /// `repo[:tag]` or `repo@sha256:<64 hex>` (pinned; recommended): a digest must be whole.
     static func checkImage(_ image: String) throws {
-        guard !image.isEmpty, !image.contains(where: \.isWhitespace) else { throw ValidationError("--image: \"\(image)\" is not an image reference") }
+        guard !image.isEmpty, !image.contains(where: \.isWhitespace) else { throw CLIError.configuration("--image: \"\(image)\" is not an image reference") }
         let parts = image.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
-        guard !parts[0].isEmpty, !parts[0].hasSuffix(":"), !parts[0].hasPrefix("/") else { throw ValidationError("--image: \"\(image)\" has no repository") }
+        guard !parts[0].isEmpty, !parts[0].hasSuffix(":"), !parts[0].hasPrefix("/") else { throw CLIError.configuration("--image: \"\(image)\" has no repository") }
         if parts.count == 2 {
             let digest = parts[1]
             let hex = digest.dropFirst("sha256:".count)
             guard digest.hasPrefix("sha256:"), hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
-                throw ValidationError("--image: the digest \"\(digest)\" must be sha256: followed by 64 lower-case hex digits")
+                throw CLIError.configuration("--image: the digest \"\(digest)\" must be sha256: followed by 64 lower-case hex digits")
             }
         }
     }
 
-    func run() async throws {
+    public func run() async throws {
         let env = ProcessInfo.processInfo.environment
         // The kubeconfig first: a configuration error is reported before anything else.
         let config = try KubeConfig.load(explicitPath: kubeconfig, environment: env)
@@ -87,7 +81,7 @@ struct ManifestCommand: AsyncParsableCommand {
             throw CLIError.configuration("missing \(missing.count == 1 ? "a required input" : "\(missing.count) required inputs"): \(missing.joined(separator: "; "))")
         }
         guard let clusterID, let rawAPI, let tokenFile else { return }
-        do { try checkRegistryFlags() } catch let e as ValidationError { throw CLIError.configuration(e.message) }
+        try checkRegistryFlags()
         let api = try ExternalEndpoint.validated(rawAPI, name: apiUrl != nil ? "--api-url" : "API_URL", allowInsecure: allowInsecureHttp, caFile: caFile)
         let operatorToken = try readCredentialFile(tokenFile, flag: operatorTokenFile != nil ? "--operator-token-file" : "OPERATOR_TOKEN_FILE")
 
@@ -158,7 +152,7 @@ struct ManifestCommand: AsyncParsableCommand {
     }
 }
 
-extension ManifestCommand {
+extension ManifestRequest {
     /// The NetworkPolicy's inputs from the flags; the API server's address from the kubeconfig unless given.
     func networkPolicyInputs(_ connection: ClusterConnection, endpoints: APIServerEndpoints? = nil) throws -> NetworkPolicyInputs? {
         guard try boolean(networkPolicy, "--network-policy", nil, [:]) ?? true else { return nil }

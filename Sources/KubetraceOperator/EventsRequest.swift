@@ -1,5 +1,4 @@
 import KubetraceFormats
-import ArgumentParser
 import AsyncAlgorithms
 import Foundation
 import KubeClient
@@ -9,41 +8,31 @@ import Synchronization
 
 /// `kubetrace-operator events`: the typed events the watchers see, one JSON
 /// line each (like `kubectl get -w`), flushed per line. Never prints Secret values.
-struct EventsCommand: ClusterCommand {
-    static let configuration = CommandConfiguration(commandName: "events", abstract: "Stream the typed events the operator sees, as JSON lines.")
-    @OptionGroup var cluster: ClusterOptions
+public struct EventsRequest: Sendable, ClusterCommand {
+    public init() {}
+    public var cluster = ClusterSelection()
+    public var kind = "secrets,serviceaccounts,pods"
+    public var allNamespaces = false
+    public var watchIdleTimeout: String?
+    public var maxEvents: Int?
+    public var output = "json"
 
-    @Option(help: ArgumentHelp("Kinds to watch, comma-separated: secrets, serviceaccounts, pods.", valueName: "kinds"))
-    var kind = "secrets,serviceaccounts,pods"
-
-    @Flag(name: .customLong("all-namespaces"), help: "Watch every namespace (the default unless --namespace is given).")
-    var allNamespaces = false
-
-    @Option(help: ArgumentHelp("A watch that delivers no byte for this long is resumed (env WATCH_IDLE_TIMEOUT), e.g. 90s.", valueName: "duration"))
-    var watchIdleTimeout: String?
-
-    @Option(help: "Exit 0 once this many added/modified/deleted events were delivered.")
-    var maxEvents: Int?
-
-    @Option(help: ArgumentHelp("json: one line per event; summary: no per-event lines, one JSON line at exit with counts by type, the sum of the resourceVersions, the seconds from the first request to the last event and, with --max-events, the resident memory in MB when the last event arrived; the peak resident memory in MB.", valueName: "json|summary"))
-    var output = "json"
-
-    static let kinds = ["secrets", "serviceaccounts", "pods"]
-
-    func validate() throws {
+    public func validate() throws {
         for k in kinds where !Self.kinds.contains(k) {
-            throw ValidationError("--kind: unknown kind \"\(k)\" (use \(Self.kinds.joined(separator: ", ")))")
+            throw CLIError.configuration("--kind: unknown kind \"\(k)\" (use \(Self.kinds.joined(separator: ", ")))")
         }
-        if let maxEvents, maxEvents < 1 { throw ValidationError("--max-events: must be at least 1") }
-        if output != "json" && output != "summary" { throw ValidationError("--output: \"\(output)\" is not json or summary") }
+        if let maxEvents, maxEvents < 1 { throw CLIError.configuration("--max-events: must be at least 1") }
+        if output != "json" && output != "summary" { throw CLIError.configuration("--output: \"\(output)\" is not json or summary") }
         if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], DurationParser.parse(w) == nil {
-            throw ValidationError("\(watchIdleTimeout != nil ? "--watch-idle-timeout" : "WATCH_IDLE_TIMEOUT"): \"\(w)\" is not a duration (e.g. 90s, 2m)")
+            throw CLIError.configuration("\(watchIdleTimeout != nil ? "--watch-idle-timeout" : "WATCH_IDLE_TIMEOUT"): \"\(w)\" is not a duration (e.g. 90s, 2m)")
         }
     }
 
+    static let kinds = ["secrets", "serviceaccounts", "pods"]
+
     var kinds: [String] { kind.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
-    func run() async throws {
+    public func run() async throws {
         let client = try connect()
         var watchOptions = ReflectorOptions(namespace: allNamespaces ? nil : cluster.namespace)
         if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], let d = DurationParser.parse(w) { watchOptions.idleTimeout = d }

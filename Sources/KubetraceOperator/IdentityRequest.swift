@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import KubeClient
 
@@ -8,16 +7,13 @@ import KubeClient
 /// admission policy, nothing more) and writes a kubeconfig for it, mode 0600. The
 /// running operator renews that token itself before it expires, in its state directory;
 /// the Role `kubetrace-operator-identity` (created here) lets it mint its own tokens.
-struct IdentityCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "identity",
-        abstract: "Write a kubeconfig for the operator's own ServiceAccount (for a systemd install; the operator renews its token).")
+public struct IdentityRequest: Sendable, ClusterCommand {
+    public init() {}
+    public var cluster = ClusterSelection()
+    public var tokenLifetime = "24h"
+    public var output = "kubetrace-operator.kubeconfig"
 
-    @OptionGroup var cluster: ClusterOptions
-    @Option(help: "The token's lifetime, at least 10m; the operator renews it at 80 % of that.") var tokenLifetime = "24h"
-    @Option(help: ArgumentHelp("Where to write the kubeconfig (mode 0600), or - for stdout.", valueName: "file|-")) var output = "kubetrace-operator.kubeconfig"
-
-    func run() async throws {
+    public func run() async throws {
         let env = ProcessInfo.processInfo.environment
         let connection = try cluster.loadConnection(environment: env)
         var names = ObjectNames()

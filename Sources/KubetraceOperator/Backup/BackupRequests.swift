@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import KubeClient
 import KubeTLS
@@ -23,17 +22,13 @@ struct SecretBackup: Codable {
 }
 
 /// `kubetrace-operator backup`: the operator's credentials, encrypted to age recipients.
-struct BackupCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "backup",
-        abstract: "Export the operator credentials (operator, registry and kubeconfig Secrets) encrypted in the age format.",
-        discussion: "Decrypt with `kubetrace-operator restore --identity KEYFILE FILE` or `age -d -i KEYFILE FILE`. The plaintext is never written to disk.")
+public struct BackupRequest: Sendable, ClusterCommand {
+    public init() {}
+    public var cluster = ClusterSelection()
+    public var recipient: [String] = []
+    public var output: String = ""
 
-    @OptionGroup var cluster: ClusterOptions
-    @Option(help: ArgumentHelp("An age X25519 recipient (age1…, from age-keygen); repeat for several.", valueName: "age1…")) var recipient: [String] = []
-    @Option(help: ArgumentHelp("Where to write the encrypted backup (mode 0600), or - for stdout.", valueName: "file|-")) var output: String
-
-    func run() async throws {
+    public func run() async throws {
         guard !recipient.isEmpty else { throw CLIError.configuration("--recipient: at least one age recipient (age1…) is required") }
         var recipients: [AgeRecipient] = []
         for r in recipient {
@@ -77,16 +72,12 @@ struct BackupCommand: AsyncParsableCommand {
 }
 
 /// `kubetrace-operator restore`: decrypts a backup and puts the Secrets back without overwriting newer ones.
-struct RestoreCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "restore",
-        abstract: "Apply an encrypted credential backup: create missing Secrets; leave differing ones unless --overwrite.",
-        discussion: "The whole file is decrypted and authenticated in memory before anything is written; a wrong identity, a truncated or altered file changes nothing (exit 2).")
-
-    @OptionGroup var cluster: ClusterOptions
-    @Option(help: ArgumentHelp("age identity file (AGE-SECRET-KEY-1… lines, from age-keygen).", valueName: "keyfile")) var identity: String
-    @Flag(help: "Replace Secrets whose content differs from the backup (guarded by their resourceVersion).") var overwrite = false
-    @Argument(help: ArgumentHelp("The encrypted backup.", valueName: "file")) var file: String
+public struct RestoreRequest: Sendable, ClusterCommand {
+    public init() {}
+    public var cluster = ClusterSelection()
+    public var identity: String = ""
+    public var overwrite = false
+    public var file: String = ""
 
     enum Action: String { case created, unchanged, kept, replaced, conflict }
 
@@ -95,7 +86,7 @@ struct RestoreCommand: AsyncParsableCommand {
     /// An identity file holds a few keys and comments.
     static let maxIdentityBytes = 64 << 10
 
-    func run() async throws {
+    public func run() async throws {
         var keyData: [UInt8]
         switch readBounded(identity, limit: Self.maxIdentityBytes) {
         case .unreadable: throw CLIError.configuration("--identity: cannot read \(identity)")
@@ -148,7 +139,7 @@ struct RestoreCommand: AsyncParsableCommand {
         var text = ""
         for (object, action, detail) in results { text += "\(action.rawValue) \(object)\(detail.isEmpty ? "" : " (\(detail))")\n" }
         FileHandle.standardOutput.write(Data(text.utf8))
-        if results.contains(where: { $0.1 == .conflict }) { throw ExitCode(ExitStatus.runtimeFailure) }
+        if results.contains(where: { $0.1 == .conflict }) { throw CommandExit(ExitStatus.runtimeFailure) }
     }
 
     /// One Secret: created when missing, left alone when equal, replaced only with
