@@ -474,7 +474,7 @@ private final class CurlLoop: Sendable {
         _ = kt_curl_multi_setopt_long(multi, CURLMOPT_PIPELINING, 2 /* CURLPIPE_MULTIPLEX */)
         // The thread keeps the loop alive: it serves the process until exit.
         let thread = Thread { [self] in self.run() }
-        thread.name = "kubetrace-curl"
+        thread.name = "kubeclient-curl"
         thread.start()
     }
 

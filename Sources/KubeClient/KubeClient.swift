@@ -26,7 +26,10 @@ public struct KubeClient: Sendable {
         return copy
     }
 
-    public init(connection: ClusterConnection, userAgent: String = "kubetrace-operator", logger: Logger = Logger(label: "kubetrace.kubeclient")) {
+    /// `userAgent` is the caller's (`name/version`, as kubectl sends `kubectl/v1.31…`); the
+    /// logger is the caller's too, and without one nothing is logged.
+    public init(connection: ClusterConnection, userAgent: String = "swift-kubeclient",
+                logger: Logger = Logger(label: "kubeclient", factory: { _ in SwiftLogNoOpLogHandler() })) {
         self.connection = connection
         self.credentials = CredentialProvider(connection.credentials)
         self.transport = .shared

@@ -43,6 +43,10 @@ struct OperatorService: Service {
             logger.debug("stopping the watches")
             group.cancelAll()
         }
-        await elector?.release()
+        do {
+            try await elector?.release()
+        } catch {
+            logger.warning("could not release the lease; another replica takes over after it lapses", metadata: ["error": "\(error)"])
+        }
     }
 }

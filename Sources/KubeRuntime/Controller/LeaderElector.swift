@@ -192,19 +192,17 @@ public final class LeaderElector: Sendable {
     }
 
     /// On graceful exit: hand the Lease over at once instead of after its duration.
-    public func release() async {
+    /// Throws when the Lease could not be handed over; another replica then takes over once it
+    /// lapses (client-go's `release`, which reports the failure to its caller the same way).
+    public func release() async throws {
         guard holder == identity else { return }
-        do {
-            var lease = try await client.get(Lease.self, namespace: namespace, name: name)
-            guard lease.spec?.holderIdentity == identity else { return }
-            lease.spec?.holderIdentity = ""
-            lease.spec?.leaseDurationSeconds = 1
-            lease.spec?.renewTime = RFC3339.formatMicro(clock.date)
-            _ = try await client.update(lease)
-            observe(lease.spec)
-            logger.info("released the lease", metadata: ["event": "leader_released", "lease": "\(namespace)/\(name)"])
-        } catch {
-            logger.warning("could not release the lease; another replica takes over after it lapses", metadata: ["lease": "\(namespace)/\(name)", "error": "\(error)"])
-        }
+        var lease = try await client.get(Lease.self, namespace: namespace, name: name)
+        guard lease.spec?.holderIdentity == identity else { return }
+        lease.spec?.holderIdentity = ""
+        lease.spec?.leaseDurationSeconds = 1
+        lease.spec?.renewTime = RFC3339.formatMicro(clock.date)
+        _ = try await client.update(lease)
+        observe(lease.spec)
+        logger.info("released the lease", metadata: ["event": "leader_released", "lease": "\(namespace)/\(name)"])
     }
 }
