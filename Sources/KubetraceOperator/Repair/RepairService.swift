@@ -58,6 +58,8 @@ public final class RepairService: Sendable {
     let pods: StuckPodHandler
     /// Events about repairs, written off the workers' path (aggregated, bounded).
     let events: EventRecorder
+    /// The operator namespace's Secrets as this side's watch sees them, for the refresh side.
+    let secretFeed: SecretFeed
     public let sync = SyncTracker()
     /// Per watcher, for metrics and status.
     let watchStatsByName = Mutex<[String: WatchStats]>([:])
@@ -71,6 +73,7 @@ public final class RepairService: Sendable {
                 minter: (any PullCredentialMinter)? = nil) {
         ctx = RepairContext(client: client, config: configuration, logger: logger)
         scope = NamespaceScope(operatorNamespace: configuration.names.namespace, targets: configuration.targetNamespaces)
+        secretFeed = SecretFeed(namespace: configuration.names.namespace)
         pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, minter: minter)
         accounts = ServiceAccountHandler(ctx: ctx, scope: scope)
         rbac = RBACHandler(ctx: ctx)
@@ -97,13 +100,22 @@ public final class RepairService: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for s in scopes {
                 let where_ = s ?? "all"
-                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: secretField, in: &group) {
-                    await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0))
+                // The operator namespace's Secrets are watched whole, once: the pull Secret for the
+                // repair, and (through `secretFeed`) the kubeconfig and operator Secrets for the refresh.
+                let home = s == ns
+                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField, in: &group) {
+                    if home { self.secretFeed.publish($0) }
+                    return await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0))
                 }
                 watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, in: &group) {
                     await self.accounts.observe($0) + (await self.stuckPods(affectedBy: $0))
                 }
                 watch(PodProjection.self, "pods@\(where_)", namespace: s, in: &group) { await self.pods.observe($0) }
+            }
+            if !scopes.contains(ns) {
+                // Cluster-wide scope: the pull Secrets come from the watch above; the operator
+                // namespace's other Secrets, for the refresh, from this one.
+                watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, in: &group) { self.secretFeed.publish($0); return [] }
             }
             watch(RawProjection<Role>.self, "roles@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyRole)", in: &group) { await self.rbac.observe(role: $0) }
             watch(RawProjection<RoleBinding>.self, "rolebindings@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyBinding)", in: &group) { await self.rbac.observe(binding: $0) }
@@ -148,7 +160,9 @@ public final class RepairService: Sendable {
     /// pull Secret or to a ServiceAccount there brings the namespace's stuck Pods back.
     private func stuckPods<P: Projection>(affectedBy event: WatchEvent<P>) async -> [RepairKey] {
         switch event {
-        case .added(let o), .modified(let o), .deleted(let o): return await pods.keys(in: o.meta.namespace)
+        case .added(let o), .modified(let o), .deleted(let o):
+            if P.self == ManagedSecret.self, o.meta.name != ctx.names.registrySecret { return [] }
+            return await pods.keys(in: o.meta.namespace)
         case .synced: return []
         }
     }
