@@ -82,6 +82,9 @@ public struct Reflector<P: Projection>: Sendable {
     public let client: KubeClient
     public let options: ReflectorOptions
     public let stats: WatchStats
+    /// The objects as the events so far leave them, readable from anywhere; each change is
+    /// in it before the batch carrying the change is sent (see ``ReflectorStore``).
+    public let store = ReflectorStore<P>()
     let logger: Logger
     let clock: RuntimeClock
     let random: RandomSource
@@ -120,6 +123,7 @@ public struct Reflector<P: Projection>: Sendable {
                     var events = processor.store.replace(with: items)
                     processor.resourceVersion = rv
                     if machine.markSynced() { events.append(.synced); stats.markSynced() }
+                    store.replace(with: processor.store.objects, resourceVersion: rv)
                     stats.add(events: events.count, resourceVersion: rv)
                     await channel.send(events)
                     Self.returnFreedMemory()
@@ -238,6 +242,7 @@ public struct Reflector<P: Projection>: Sendable {
             var batch: [WatchEvent<P>] = []
             func flush(_ batch: inout [WatchEvent<P>]) async {
                 guard !batch.isEmpty else { return }
+                store.apply(batch, resourceVersion: processor.resourceVersion)
                 stats.add(events: batch.count, resourceVersion: processor.resourceVersion)
                 await channel.send(batch)
                 batch.removeAll(keepingCapacity: true)
@@ -271,6 +276,7 @@ public struct Reflector<P: Projection>: Sendable {
                             var events = processor.store.replace(with: initialItems ?? [])
                             initialItems = nil
                             if machine.markSynced() { events.append(.synced); stats.markSynced() }
+                            store.replace(with: processor.store.objects, resourceVersion: processor.resourceVersion)
                             stats.add(events: events.count, resourceVersion: processor.resourceVersion)
                             await channel.send(events)
                             Self.returnFreedMemory()
