@@ -71,7 +71,7 @@ public typealias WatchChannel<P: Projection> = AsyncChannel<[WatchEvent<P>]>
 /// List, then watch, forever: resumes closed streams from the last
 /// resourceVersion, relists on 410 and delivers the difference, backs off
 /// with full jitter (honouring Retry-After) on errors, and declares a silent
-/// stream dead after `idleTimeout`. Events go to `events` in batches; a slow
+/// stream dead after `idleTimeout`. Events go to the channel in batches; a slow
 /// consumer pauses the transfer instead of growing a buffer.
 ///
 /// client-go's `tools/cache/reflector.go`. The decisions (what to request next, how long to
