@@ -9,13 +9,15 @@
 ///   with `sendInitialEvents=true`, delivering the state up to the `k8s.io/initial-events-end`
 ///   bookmark) when `useStreamingList`, otherwise a paged LIST (`list`, then `watch`);
 /// - a server that answers the streaming list with 400/422, a plain bookmark, or a stream that
-///   ends before the end bookmark, has no streaming list (client-go's fallback in
-///   `ListAndWatch` when `watchList` fails): LIST instead, at once, and for good;
+///   ends before the end bookmark, has no streaming list: LIST instead, at once (client-go's
+///   fallback in `ListAndWatch` when `watchList` fails) — and, unlike client-go, which tries
+///   the streaming list again at its next `ListAndWatch`, for good;
 /// - after a LIST, watch from its resourceVersion;
 /// - how a watch's end is answered (resume at once, back off, relist) is `WatchRestartPolicy`'s
 ///   rule, client-go's `watch`/`handleAnyWatch` and the 800 ms … 30 s backoff manager with its
-///   2 min reset; the delay is drawn with full jitter from the `RandomSource` and never below
-///   the server's Retry-After (client-go's `ShouldRetry` on `StatusReasonTooManyRequests`);
+///   2 min reset; the delay is drawn with full jitter from the `RandomSource` and is never
+///   below the server's Retry-After (which client-go's REST client waits out,
+///   `rest/with_retry.go`; its reflector retries a 429 as `isWatchErrorRetriable`);
 /// - a 410 Expired relists (`isExpiredError` → `ListAndWatch` again), by streaming list when
 ///   the server has one.
 ///
