@@ -113,6 +113,14 @@ bench: deps
 	"$$bin/kubetrace-bench" devcluster && "$$bin/kubetrace-bench" repair && \
 	"$$bin/kubetrace-bench" operator
 
+## docs: the KubeRuntime DocC catalog (Sources/KubeRuntime/KubeRuntime.docc) as a static site
+## in .build/docs/KubeRuntime (open index.html through any static file server).
+.PHONY: docs
+docs: deps
+	mkdir -p .build/docs
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target KubeRuntime \
+	  --disable-indexing --transform-for-static-hosting --output-path .build/docs/KubeRuntime
+
 ## monitoring-check: promtool check rules + promtool test rules on deploy/monitoring/.
 monitoring-check: test-deps
 	scripts/check-monitoring.sh

@@ -149,6 +149,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // A leader-elected ConfigMap mirror built on the two library products only: the example
+        // the KubeRuntime DocC catalog points to (ExampleControllerTests runs it against a devcluster).
+        .executableTarget(
+            name: "kubetrace-example-controller",
+            dependencies: ["KubeRuntime", "KubeClient", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+
         // Seeded generators of realistic watch events, shared by the benchmarks.
         .target(name: "BenchSupport", swiftSettings: swiftSettings),
         // Instructions per Pod event under callgrind: synchronous and small, so valgrind

@@ -4,7 +4,8 @@ import Testing
 
 /// client-go's decisions after a watch ends (tools/cache/reflector.go), without I/O.
 @Suite struct WatchRestartPolicyTests {
-    let t0 = ContinuousClock.now
+    /// Monotonic time as `RuntimeClock.elapsed` reads it.
+    let t0: Duration = .seconds(1000)
     func policy() -> WatchRestartPolicy {
         WatchRestartPolicy(initialBackoff: .milliseconds(800), maxBackoff: .seconds(30), resetAfter: .seconds(120))
     }

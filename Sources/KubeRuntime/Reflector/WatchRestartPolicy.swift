@@ -25,7 +25,8 @@
 /// so a server that ends every watch after one line cannot turn the reflector into a loop
 /// bounded only by the round trip.
 ///
-/// Pure: the caller supplies the time and applies the jitter.
+/// Pure: the caller supplies the time (a monotonic `Duration`, `RuntimeClock.elapsed`) and
+/// applies the jitter (`ReflectorMachine` does both).
 struct WatchRestartPolicy: Sendable {
     enum Ending: Equatable {
         /// The stream ended after its response head: `lines` is what it delivered.
@@ -49,7 +50,7 @@ struct WatchRestartPolicy: Sendable {
     let resetAfter: Duration
     /// Backoffs in the current episode.
     private(set) var failures = 0
-    private var lastBackoff: ContinuousClock.Instant?
+    private var lastBackoff: Duration?
     /// Watches in a row that ended within a second.
     private var shortInARow = 0
     static let shortWatchLimit = 50
@@ -60,7 +61,7 @@ struct WatchRestartPolicy: Sendable {
         self.resetAfter = resetAfter
     }
 
-    mutating func after(_ ending: Ending, now: ContinuousClock.Instant) -> Decision {
+    mutating func after(_ ending: Ending, now: Duration) -> Decision {
         if case .closed(let lasted, _) = ending, lasted < .seconds(1) { shortInARow += 1 } else { shortInARow = 0 }
         switch ending {
         case .closed(let lasted, let lines) where (lines > 0 || lasted >= .seconds(1)) && shortInARow <= Self.shortWatchLimit:
@@ -74,7 +75,7 @@ struct WatchRestartPolicy: Sendable {
         }
     }
 
-    private mutating func backoff(now: ContinuousClock.Instant) -> Duration {
+    private mutating func backoff(now: Duration) -> Duration {
         if let last = lastBackoff, now - last >= resetAfter { failures = 0 }
         lastBackoff = now
         failures += 1

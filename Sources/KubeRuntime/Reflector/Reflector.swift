@@ -14,7 +14,8 @@ public final class WatchStats: Sendable {
         var lastActivity = 0.0
     }
     private let state = Mutex(State())
-    public init() {}
+    private let clock: RuntimeClock
+    public init(clock: RuntimeClock = .system) { self.clock = clock }
     public var events: Int { state.withLock { $0.events } }
     public var relists: Int { state.withLock { $0.relists } }
     public var reconnects: Int { state.withLock { $0.reconnects } }
@@ -25,17 +26,17 @@ public final class WatchStats: Sendable {
     public var synced: Bool { state.withLock { $0.synced } }
     public var lastActivity: Double { state.withLock { $0.lastActivity } }
     func add(events n: Int, resourceVersion rv: String) {
-        let now = Date().timeIntervalSince1970
+        let now = clock.date.timeIntervalSince1970
         state.withLock { $0.events += n; $0.resourceVersion = rv; $0.lastActivity = now }
     }
     /// Bytes arrived (a bookmark moves the position without an event).
     func heard(resourceVersion rv: String) {
-        let now = Date().timeIntervalSince1970
+        let now = clock.date.timeIntervalSince1970
         state.withLock { $0.lastActivity = now; if !rv.isEmpty { $0.resourceVersion = rv } }
     }
     func markSynced() { state.withLock { $0.synced = true } }
-    func relisted() { state.withLock { $0.relists += 1 } }
-    func reconnected() { state.withLock { $0.reconnects += 1 } }
+    /// Restarts the reflector's machine counted since the last call.
+    func restarted(reconnects: Int, relists: Int) { state.withLock { $0.reconnects += reconnects; $0.relists += relists } }
     func badLines(_ n: Int) { state.withLock { $0.decodeErrors += n } }
 }
 
@@ -63,20 +64,38 @@ public struct ReflectorOptions: Sendable {
     public init(namespace: String? = nil) { self.namespace = namespace }
 }
 
+/// Where a reflector sends its batches: a backpressured channel (a slow consumer pauses the
+/// transfer) that callers can name without importing AsyncAlgorithms.
+public typealias WatchChannel<P: Projection> = AsyncChannel<[WatchEvent<P>]>
+
 /// List, then watch, forever: resumes closed streams from the last
 /// resourceVersion, relists on 410 and delivers the difference, backs off
 /// with full jitter (honouring Retry-After) on errors, and declares a silent
-/// stream dead after `idleTimeout`. Events go to `events` in batches; a slow
+/// stream dead after `idleTimeout`. Events go to the channel in batches; a slow
 /// consumer pauses the transfer instead of growing a buffer.
+///
+/// client-go's `tools/cache/reflector.go`. The decisions (what to request next, how long to
+/// wait) are `ReflectorMachine`'s; `run` carries them out. Every wait, the watch-duration
+/// measurement and the idle timeout read `clock`, and the backoff jitter and the watch's
+/// server-side timeout come from `random`, so a test runs a reflector in virtual time.
 public struct Reflector<P: Projection>: Sendable {
     public let client: KubeClient
     public let options: ReflectorOptions
-    public let stats = WatchStats()
+    public let stats: WatchStats
+    /// The objects as the events so far leave them, readable from anywhere; each change is
+    /// in it before the batch carrying the change is sent (see ``ReflectorStore``).
+    public let store = ReflectorStore<P>()
     let logger: Logger
+    let clock: RuntimeClock
+    let random: RandomSource
 
-    public init(client: KubeClient, options: ReflectorOptions = ReflectorOptions(), logger: Logger) {
+    public init(client: KubeClient, options: ReflectorOptions = ReflectorOptions(), logger: Logger,
+                clock: RuntimeClock = .system, random: RandomSource = .system) {
         self.client = client
         self.options = options
+        self.clock = clock
+        self.random = random
+        self.stats = WatchStats(clock: clock)
         var l = logger
         l[metadataKey: "kind"] = "\(P.resource.kind)"
         if let ns = options.namespace { l[metadataKey: "k8s.namespace"] = "\(ns)" }
@@ -88,73 +107,73 @@ public struct Reflector<P: Projection>: Sendable {
     /// Runs until cancelled, sending batches of events into `channel`.
     public func run(into channel: AsyncChannel<[WatchEvent<P>]>) async throws {
         var processor = WatchStreamProcessor<P>(maxLineBytes: options.maxLineBytes)
-        var needList = true
-        var synced = false
-        var streamingList = options.useStreamingList
-        var restart = WatchRestartPolicy(initialBackoff: options.initialBackoff, maxBackoff: options.maxBackoff, resetAfter: options.healthyAfter)
-        let clock = ContinuousClock()
+        var machine = ReflectorMachine(options: options, random: random)
+        var action = machine.start()
         while !Task.isCancelled {
-            let ending: WatchRestartPolicy.Ending
-            do {
-                if needList && !streamingList {
+            let outcome: ReflectorMachine.Outcome
+            switch action {
+            case .wait(let delay, let then):
+                logger.debug("backing off before the next watch", metadata: ["attempt": "\(machine.failures)", "retry_in_ms": "\(delay.milliseconds)"])
+                do { try await clock.sleep(for: delay) } catch { return }
+                action = then
+                continue
+            case .list:
+                do {
                     let (items, rv) = try await list(&processor)
                     var events = processor.store.replace(with: items)
                     processor.resourceVersion = rv
-                    if !synced { events.append(.synced); synced = true; stats.markSynced() }
+                    if machine.markSynced() { events.append(.synced); stats.markSynced() }
+                    store.replace(with: processor.store.objects, resourceVersion: rv)
                     stats.add(events: events.count, resourceVersion: rv)
                     await channel.send(events)
-                    needList = false
                     Self.returnFreedMemory()
+                    outcome = .listed
+                } catch {
+                    guard let failed = self.outcome(of: error, attempt: machine.failures + 1) else { return }
+                    outcome = failed
                 }
-                // With `needList` and a streaming list, the initial state arrives on the watch itself.
-                let initial = needList
-                switch try await watch(&processor, channel: channel, initial: initial, synced: &synced) {
+            case .watch(let initial):
+                do {
+                    outcome = try await watch(&processor, channel: channel, initial: initial, machine: &machine)
+                } catch {
+                    guard let failed = self.outcome(of: error, attempt: machine.failures + 1) else { return }
+                    outcome = failed
+                }
+                switch outcome {
                 case .unsupported where initial:
-                    streamingList = false
                     logger.debug("the server has no streaming list; using LIST then WATCH")
-                    continue
-                case .expired, .unsupported:
-                    ending = .expired
+                case .unsupported, .expired:
                     logger.info("resourceVersion expired; relisting", metadata: ["resourceVersion": "\(processor.resourceVersion)"])
-                case .ended(let lasted, let lines):
-                    // The state arrived (a streaming list ends `.ended` only after its end bookmark).
-                    needList = false
-                    ending = .closed(lasted: lasted, lines: lines)
+                default:
+                    break
                 }
-            } catch is CancellationError where Task.isCancelled {
-                return
-            } catch let e as KubeClientError where e.code == .cancelled && Task.isCancelled {
-                return
-            } catch let e as KubeClientError where e.isExpired {
-                ending = .expired
-            } catch {
-                // Anything else — a CancellationError from a child that was cancelled while this
-                // task was not, too — is a failure to retry: a reflector stops only when cancelled.
-                ending = .failed(retryAfter: (error as? KubeClientError)?.retryAfter)
-                logger.warning("watch failed; retrying", metadata: ["error": "\(error)", "attempt": "\(restart.failures + 1)"])
             }
-            let decision = restart.after(ending, now: clock.now)
-            stats.reconnected()
-            if decision.relist {
-                needList = true
-                stats.relisted()
-            }
-            if let cap = decision.backoffCap {
-                let delay = max(Self.fullJitter(cap), decision.floor)
-                logger.debug("backing off before the next watch", metadata: ["attempt": "\(restart.failures)", "retry_in_ms": "\(delay.milliseconds)"])
-                do { try await Task.sleep(for: delay) } catch { return }
-            }
+            let (reconnects, relists) = (machine.reconnects, machine.relists)
+            action = machine.after(outcome, now: clock.elapsed)
+            stats.restarted(reconnects: machine.reconnects - reconnects, relists: machine.relists - relists)
+        }
+    }
+
+    /// What a thrown error means for the machine; nil when this task was cancelled (stop).
+    private func outcome(of error: any Error, attempt: Int) -> ReflectorMachine.Outcome? {
+        switch error {
+        case is CancellationError where Task.isCancelled:
+            return nil
+        case let e as KubeClientError where e.code == .cancelled && Task.isCancelled:
+            return nil
+        case let e as KubeClientError where e.isExpired:
+            return .expired
+        default:
+            // Anything else — a CancellationError from a child that was cancelled while this
+            // task was not, too — is a failure to retry: a reflector stops only when cancelled.
+            logger.warning("watch failed; retrying", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+            return .failed(retryAfter: (error as? KubeClientError)?.retryAfter)
         }
     }
 
     /// A full (re)list allocates and frees a copy of the whole state; hand the
     /// freed pages back so the steady-state RSS is the store's, not the peak's.
     static func returnFreedMemory() { ProcessMemory.returnFreed() }
-
-    /// Full jitter: uniform in [0, cap].
-    static func fullJitter(_ cap: Duration) -> Duration {
-        .milliseconds(Int64.random(in: 0...max(cap.milliseconds, 1)))
-    }
 
     /// Paged LIST, decoded with simdjson.
     private func list(_ processor: inout WatchStreamProcessor<P>) async throws -> ([P], String) {
@@ -173,19 +192,15 @@ public struct Reflector<P: Projection>: Sendable {
         return (items, rv)
     }
 
-    enum WatchOutcome {
-        /// The stream ended after delivering `lines` lines (events, bookmarks).
-        case ended(lasted: Duration, lines: Int)
-        case expired, unsupported
-    }
-
     /// One watch request, read to its end. With `initial`, it is a streaming
     /// list: the synthetic ADDED events up to the initial-events-end bookmark
     /// replace the store (difference delivered), then the stream goes on.
-    private func watch(_ processor: inout WatchStreamProcessor<P>, channel: AsyncChannel<[WatchEvent<P>]>, initial: Bool, synced: inout Bool) async throws -> WatchOutcome {
+    /// Returns `.watchEnded`, `.expired` or `.unsupported`; throws what is a failure.
+    private func watch(_ processor: inout WatchStreamProcessor<P>, channel: AsyncChannel<[WatchEvent<P>]>, initial: Bool,
+                       machine: inout ReflectorMachine) async throws -> ReflectorMachine.Outcome {
         var opts = ListOptions(labelSelector: options.labelSelector, fieldSelector: options.fieldSelector)
         opts.allowWatchBookmarks = true
-        opts.timeoutSeconds = Int.random(in: options.watchTimeoutSeconds)
+        opts.timeoutSeconds = machine.watchTimeoutSeconds()
         if initial {
             opts.sendInitialEvents = true
             opts.resourceVersionMatch = "NotOlderThan"
@@ -193,8 +208,8 @@ public struct Reflector<P: Projection>: Sendable {
         } else {
             opts.resourceVersion = processor.resourceVersion
         }
-        let clock = ContinuousClock()
-        let started = clock.now
+        let clock = self.clock
+        let started = clock.elapsed
         let head: HTTPResponseHead
         let body: HTTPBody
         do {
@@ -210,14 +225,13 @@ public struct Reflector<P: Projection>: Sendable {
         // During a streaming list, build the new state aside and deliver the difference at the end.
         var initialItems: [P]? = initial ? [] : nil
         let idle = options.idleTimeout
-        let idleMs = idle.milliseconds
-        let watchdog = IdleWatchdog()
+        let watchdog = IdleWatchdog(clock: clock)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             // The idle watchdog: cancels the transfer when no byte arrived within `idleTimeout`.
             group.addTask {
                 while !Task.isCancelled {
-                    try await Task.sleep(for: .milliseconds(max(idleMs / 4, 10)))
-                    if watchdog.silentFor() > idleMs {
+                    try await clock.sleep(for: max(idle / 4, .milliseconds(10)))
+                    if watchdog.silentFor() > idle {
                         watchdog.idled.store(true, ordering: .relaxed)
                         body.cancel()
                         return
@@ -228,6 +242,7 @@ public struct Reflector<P: Projection>: Sendable {
             var batch: [WatchEvent<P>] = []
             func flush(_ batch: inout [WatchEvent<P>]) async {
                 guard !batch.isEmpty else { return }
+                store.apply(batch, resourceVersion: processor.resourceVersion)
                 stats.add(events: batch.count, resourceVersion: processor.resourceVersion)
                 await channel.send(batch)
                 batch.removeAll(keepingCapacity: true)
@@ -260,7 +275,8 @@ public struct Reflector<P: Projection>: Sendable {
                         case .initialEventsEnd?:
                             var events = processor.store.replace(with: initialItems ?? [])
                             initialItems = nil
-                            if !synced { events.append(.synced); synced = true; stats.markSynced() }
+                            if machine.markSynced() { events.append(.synced); stats.markSynced() }
+                            store.replace(with: processor.store.objects, resourceVersion: processor.resourceVersion)
                             stats.add(events: events.count, resourceVersion: processor.resourceVersion)
                             await channel.send(events)
                             Self.returnFreedMemory()
@@ -287,7 +303,7 @@ public struct Reflector<P: Projection>: Sendable {
                     if error is LineFramer.LineTooLong { return .unsupported }
                     throw error
                 }
-                let ended = WatchOutcome.ended(lasted: clock.now - started, lines: processor.framer.lineNumber - linesBefore)
+                let ended = ReflectorMachine.Outcome.watchEnded(lasted: clock.elapsed - started, lines: processor.framer.lineNumber - linesBefore)
                 if let e = error as? LineFramer.LineTooLong {
                     logger.error("watch line too long; reconnecting", metadata: ["limit": "\(e.limit)", "line": "\(processor.framer.lineNumber + 1)"])
                     return ended
@@ -307,7 +323,7 @@ public struct Reflector<P: Projection>: Sendable {
             await flush(&batch)
             // A streaming list that ended before its end bookmark did not happen: try plain LIST.
             if initialItems != nil { return .unsupported }
-            return .ended(lasted: clock.now - started, lines: processor.framer.lineNumber - linesBefore)
+            return .watchEnded(lasted: clock.elapsed - started, lines: processor.framer.lineNumber - linesBefore)
         }
     }
 }
@@ -315,16 +331,6 @@ public struct Reflector<P: Projection>: Sendable {
 extension Reflector {
     /// The most events handed over at once while a stream is busy.
     static var maxBatch: Int { 4096 }
-}
-
-/// When the stream last delivered a byte, shared with the watchdog task.
-final class IdleWatchdog: Sendable {
-    private let start = ContinuousClock.now
-    private let lastByteMs = Atomic<Int64>(0)
-    let idled = Atomic<Bool>(false)
-
-    func heard() { lastByteMs.store((ContinuousClock.now - start).milliseconds, ordering: .relaxed) }
-    func silentFor() -> Int64 { (ContinuousClock.now - start).milliseconds - lastByteMs.load(ordering: .relaxed) }
 }
 
 extension Duration {
