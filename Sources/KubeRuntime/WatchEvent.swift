@@ -71,6 +71,9 @@ public struct WatchStreamProcessor<P: Projection> {
     public var framer: LineFramer
     let decoder = WatchDecoder()
     public var store = ProjectionStore<P>()
+    /// When set (a reflector's), changes are applied there instead of `store`: one copy of the
+    /// objects, shared with the reflector's readers.
+    var sharedStore: ReflectorStore<P>?
     /// The last resourceVersion seen (object or bookmark): where to resume.
     public var resourceVersion = ""
     /// Lines that could not be used since the last `takeDecodeErrors()`.
@@ -107,10 +110,11 @@ public struct WatchStreamProcessor<P: Projection> {
     @_specialize(exported: true, where P == PodProjection)
     @_specialize(exported: true, where P == ServiceAccountProjection)
     public mutating func consume(_ chunk: UnsafeRawBufferPointer, into out: inout [WatchEvent<P>]) throws -> Signal? {
-        try process(chunk, initialList: false) { event, store in
+        let shared = sharedStore
+        return try process(chunk, initialList: false) { event, store in
             switch event {
-            case .added(let p), .modified(let p): out.append(store.upsert(p))
-            case .deleted(let p): if let e = store.remove(p) { out.append(e) }
+            case .added(let p), .modified(let p): out.append(shared?.upsert(p) ?? store.upsert(p))
+            case .deleted(let p): if let e = shared != nil ? shared!.remove(p) : store.remove(p) { out.append(e) }
             default: break
             }
         }

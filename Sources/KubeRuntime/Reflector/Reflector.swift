@@ -107,6 +107,7 @@ public struct Reflector<P: Projection>: Sendable {
     /// Runs until cancelled, sending batches of events into `channel`.
     public func run(into channel: AsyncChannel<[WatchEvent<P>]>) async throws {
         var processor = WatchStreamProcessor<P>(maxLineBytes: options.maxLineBytes)
+        processor.sharedStore = store
         var machine = ReflectorMachine(options: options, random: random)
         var action = machine.start()
         while !Task.isCancelled {
@@ -120,10 +121,9 @@ public struct Reflector<P: Projection>: Sendable {
             case .list:
                 do {
                     let (items, rv) = try await list(&processor)
-                    var events = processor.store.replace(with: items)
+                    var events = store.replace(with: items, resourceVersion: rv)
                     processor.resourceVersion = rv
                     if machine.markSynced() { events.append(.synced); stats.markSynced() }
-                    store.replace(with: processor.store.objects, resourceVersion: rv)
                     stats.add(events: events.count, resourceVersion: rv)
                     await channel.send(events)
                     Self.returnFreedMemory()
@@ -242,7 +242,7 @@ public struct Reflector<P: Projection>: Sendable {
             var batch: [WatchEvent<P>] = []
             func flush(_ batch: inout [WatchEvent<P>]) async {
                 guard !batch.isEmpty else { return }
-                store.apply(batch, resourceVersion: processor.resourceVersion)
+                store.setResourceVersion(processor.resourceVersion)
                 stats.add(events: batch.count, resourceVersion: processor.resourceVersion)
                 await channel.send(batch)
                 batch.removeAll(keepingCapacity: true)
@@ -273,10 +273,9 @@ public struct Reflector<P: Projection>: Sendable {
                         }
                         switch signal {
                         case .initialEventsEnd?:
-                            var events = processor.store.replace(with: initialItems ?? [])
+                            var events = store.replace(with: initialItems ?? [], resourceVersion: processor.resourceVersion)
                             initialItems = nil
                             if machine.markSynced() { events.append(.synced); stats.markSynced() }
-                            store.replace(with: processor.store.objects, resourceVersion: processor.resourceVersion)
                             stats.add(events: events.count, resourceVersion: processor.resourceVersion)
                             await channel.send(events)
                             Self.returnFreedMemory()

@@ -12,11 +12,13 @@ import Synchronization
 /// ahead of the events a consumer has taken, never behind them. A relist replaces the whole
 /// content before its difference is sent.
 ///
-/// Reads take a lock and return copies of the projections (small structs sharing their
-/// string storage with the reflector's own copy).
+/// There is one copy of the objects: the reflector applies each decoded change here (under
+/// the lock, one change at a time) and computes the events from it, so sharing the store
+/// costs a lock per change, not a second dictionary. Reads take the lock and return copies
+/// of the projections (small structs sharing their string storage).
 public final class ReflectorStore<P: Projection>: Sendable {
     private struct State: Sendable {
-        var objects: [ObjectKey: P] = [:]
+        var store = ProjectionStore<P>()
         var resourceVersion = ""
         var synced = false
     }
@@ -27,23 +29,23 @@ public final class ReflectorStore<P: Projection>: Sendable {
 
     /// The object `namespace/name` (namespace "" for a cluster-scoped kind), if present.
     public func get(namespace: String, name: String) -> P? {
-        state.withLock { $0.objects[ObjectKey(namespace: namespace, name: name)] }
+        state.withLock { $0.store[ObjectKey(namespace: namespace, name: name)] }
     }
 
-    public subscript(key: ObjectKey) -> P? { state.withLock { $0.objects[key] } }
+    public subscript(key: ObjectKey) -> P? { state.withLock { $0.store[key] } }
 
     /// Every object, or those of one namespace; in no particular order.
     public func list(namespace: String? = nil) -> [P] {
         state.withLock { s in
-            guard let namespace else { return Array(s.objects.values) }
-            return s.objects.values.filter { $0.meta.namespace == namespace }
+            guard let namespace else { return Array(s.store.objects.values) }
+            return s.store.objects.values.filter { $0.meta.namespace == namespace }
         }
     }
 
     /// The keys of every object.
-    public var keys: [ObjectKey] { state.withLock { Array($0.objects.keys) } }
+    public var keys: [ObjectKey] { state.withLock { Array($0.store.objects.keys) } }
 
-    public var count: Int { state.withLock { $0.objects.count } }
+    public var count: Int { state.withLock { $0.store.count } }
 
     /// The resourceVersion the content reflects: the last list's, or the last applied change's.
     public var resourceVersion: String { state.withLock { $0.resourceVersion } }
@@ -51,27 +53,28 @@ public final class ReflectorStore<P: Projection>: Sendable {
     /// True once the initial state is in (client-go's `HasSynced`).
     public var hasSynced: Bool { state.withLock { $0.synced } }
 
-    /// A (re)list: the content becomes `objects`. Sharing the dictionary costs nothing now; the
-    /// reflector's next change copies its own once, as a relist already does.
-    func replace(with objects: [ObjectKey: P], resourceVersion: String) {
+    /// A (re)list: the content becomes `items`; returns the difference as events.
+    func replace(with items: [P], resourceVersion: String) -> [WatchEvent<P>] {
         state.withLock { s in
-            s.objects = objects
+            let events = s.store.replace(with: items)
             s.resourceVersion = resourceVersion
             s.synced = true
+            return events
         }
     }
 
-    /// Applies a batch of watch events.
-    func apply(_ events: [WatchEvent<P>], resourceVersion: String) {
-        state.withLock { s in
-            for event in events {
-                switch event {
-                case .added(let p), .modified(let p): s.objects[p.meta.storeKey] = p
-                case .deleted(let p): s.objects[p.meta.storeKey] = nil
-                case .synced: s.synced = true
-                }
-            }
-            s.resourceVersion = resourceVersion
-        }
+    /// One watch change; returns the event to deliver (`.added` for a new key).
+    func upsert(_ p: P) -> WatchEvent<P> {
+        state.withLock { $0.store.upsert(p) }
+    }
+
+    /// One deletion; nil for an unknown key.
+    func remove(_ p: P) -> WatchEvent<P>? {
+        state.withLock { $0.store.remove(p) }
+    }
+
+    /// Where the events handed over so far leave the content.
+    func setResourceVersion(_ rv: String) {
+        state.withLock { $0.resourceVersion = rv }
     }
 }
