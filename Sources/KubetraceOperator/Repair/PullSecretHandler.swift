@@ -9,19 +9,24 @@ import Logging
 actor PullSecretHandler {
     let ctx: RepairContext
     let scope: NamespaceScope
-    /// Mints new credentials (the refreshers) when the Secret is gone and none are known.
-    /// Mints new pull credentials when none are known (the refresh side's registry credentials).
+    /// Mints new pull credentials when the Secret is broken and none are known (the refresh
+    /// side's registry credentials).
     let minter: (any PullCredentialMinter)?
-    private var secrets: [String: ManagedSecret] = [:]
+    /// The Secret watches' shared stores (read, never copied).
+    let secrets: ScopedStores<ManagedSecret>
     private(set) var lastKnownGood: PullCredentials?
     private var limiter = RepairRateLimiter<String>()
     private var lastRepair: [String: Date] = [:]
 
-    init(ctx: RepairContext, scope: NamespaceScope, minter: (any PullCredentialMinter)?) {
+    init(ctx: RepairContext, scope: NamespaceScope, secrets: ScopedStores<ManagedSecret>, minter: (any PullCredentialMinter)?) {
         self.ctx = ctx
         self.scope = scope
+        self.secrets = secrets
         self.minter = minter
     }
+
+    /// The namespace's pull Secret as its watch last saw it.
+    private func secret(in namespace: String) -> ManagedSecret? { secrets.get(namespace: namespace, name: name) }
 
     private var name: String { ctx.names.registrySecret }
     private var home: String { ctx.operatorNamespace }
@@ -34,7 +39,6 @@ actor PullSecretHandler {
         case .added(let s), .modified(let s):
             // Kept whatever the namespace: one selected by label later has its copy known.
             guard s.meta.name == name else { return [] }
-            secrets[s.meta.namespace] = s
             if s.meta.namespace == home, adopt(s) {
                 // New good credentials: every copy follows.
                 return ([home] + scope.targets).map { .pullSecret(namespace: $0) }
@@ -42,7 +46,6 @@ actor PullSecretHandler {
             return scope.contains(s.meta.namespace) ? [.pullSecret(namespace: s.meta.namespace)] : []
         case .deleted(let s):
             guard s.meta.name == name else { return [] }
-            secrets[s.meta.namespace] = nil
             return scope.contains(s.meta.namespace) ? [.pullSecret(namespace: s.meta.namespace)] : []
         }
     }
@@ -60,7 +63,7 @@ actor PullSecretHandler {
 
     /// Whether the namespace's pull Secret is as it should be, by the watch's view.
     func isHealthy(_ namespace: String) -> Bool {
-        problem(namespace, secrets[namespace].map(PullSecretView.init)) == nil
+        problem(namespace, secret(in: namespace).map(PullSecretView.init)) == nil
     }
 
     /// When this handler last repaired the namespace's Secret.
@@ -75,8 +78,8 @@ actor PullSecretHandler {
     }
 
     func reconcile(namespace: String) async -> RepairOutcome {
-        guard scope.contains(namespace), let problem = problem(namespace, secrets[namespace].map(PullSecretView.init)) else { return .healthy }
-        let ref = ObjectReference(apiVersion: "v1", kind: "Secret", namespace: namespace, name: name, uid: secrets[namespace]?.meta.uid)
+        guard scope.contains(namespace), let problem = problem(namespace, secret(in: namespace).map(PullSecretView.init)) else { return .healthy }
+        let ref = ObjectReference(apiVersion: "v1", kind: "Secret", namespace: namespace, name: name, uid: secret(in: namespace)?.meta.uid)
         guard let credentials = lastKnownGood else {
             guard let minter else {
                 return .failed(RepairReport(regarding: ref, reason: "RepairFailed",

@@ -60,6 +60,9 @@ public final class RepairService: Sendable {
     let events: EventRecorder
     /// The operator namespace's Secrets as this side's watch sees them, for the refresh side.
     let secretFeed: SecretFeed
+    /// The reflectors' shared stores, which the handlers read.
+    let secretStores = ScopedStores<ManagedSecret>()
+    let accountStores = ScopedStores<ServiceAccountProjection>()
     public let sync = SyncTracker()
     /// Per watcher, for metrics and status.
     let watchStatsByName = Mutex<[String: WatchStats]>([:])
@@ -74,8 +77,8 @@ public final class RepairService: Sendable {
         ctx = RepairContext(client: client, config: configuration, logger: logger)
         scope = NamespaceScope(operatorNamespace: configuration.names.namespace, targets: configuration.targetNamespaces)
         secretFeed = SecretFeed(namespace: configuration.names.namespace)
-        pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, minter: minter)
-        accounts = ServiceAccountHandler(ctx: ctx, scope: scope)
+        pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, secrets: secretStores, minter: minter)
+        accounts = ServiceAccountHandler(ctx: ctx, scope: scope, accounts: accountStores)
         rbac = RBACHandler(ctx: ctx)
         pods = StuckPodHandler(ctx: ctx, scope: scope, pullSecrets: pullSecrets, accounts: accounts)
         events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
@@ -103,11 +106,11 @@ public final class RepairService: Sendable {
                 // The operator namespace's Secrets are watched whole, once: the pull Secret for the
                 // repair, and (through `secretFeed`) the kubeconfig and operator Secrets for the refresh.
                 let home = s == ns
-                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField, in: &group) {
+                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField, stores: secretStores, in: &group) {
                     if home { self.secretFeed.publish($0) }
                     return await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0))
                 }
-                watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, in: &group) {
+                watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, stores: accountStores, in: &group) {
                     await self.accounts.observe($0) + (await self.stuckPods(affectedBy: $0))
                 }
                 watch(PodProjection.self, "pods@\(where_)", namespace: s, in: &group) { await self.pods.observe($0) }
@@ -115,7 +118,7 @@ public final class RepairService: Sendable {
             if !scopes.contains(ns) {
                 // Cluster-wide scope: the pull Secrets come from the watch above; the operator
                 // namespace's other Secrets, for the refresh, from this one.
-                watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, in: &group) { self.secretFeed.publish($0); return [] }
+                watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, stores: secretStores, in: &group) { self.secretFeed.publish($0); return [] }
             }
             watch(RawProjection<Role>.self, "roles@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyRole)", in: &group) { await self.rbac.observe(role: $0) }
             watch(RawProjection<RoleBinding>.self, "rolebindings@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyBinding)", in: &group) { await self.rbac.observe(binding: $0) }
@@ -128,7 +131,7 @@ public final class RepairService: Sendable {
     }
 
     private func watch<P: Projection>(_ type: P.Type, _ name: String, namespace: String?, fieldSelector: String? = nil, labelSelector: String? = nil,
-                                      in group: inout ThrowingTaskGroup<Void, any Error>,
+                                      stores: ScopedStores<P>? = nil, in group: inout ThrowingTaskGroup<Void, any Error>,
                                       handle: @escaping @Sendable (WatchEvent<P>) async -> [RepairKey]) {
         var options = ReflectorOptions(namespace: namespace)
         options.fieldSelector = fieldSelector
@@ -136,6 +139,7 @@ public final class RepairService: Sendable {
         options.idleTimeout = watchIdleTimeout
         let reflector = Reflector<P>(client: ctx.client, options: options, logger: ctx.logger)
         watchStatsByName.withLock { $0[name] = reflector.stats }
+        stores?.add(reflector.store, namespace: namespace)
         sync.expect(name)
         let channel = AsyncChannel<[WatchEvent<P>]>()
         group.addTask { [logger = ctx.logger] in

@@ -8,14 +8,16 @@ import Logging
 actor ServiceAccountHandler {
     let ctx: RepairContext
     let scope: NamespaceScope
-    private var accounts: [ObjectKey: ServiceAccountProjection] = [:]
+    /// The ServiceAccount watches' shared stores (read, never copied).
+    let accounts: ScopedStores<ServiceAccountProjection>
     private var limiter = RepairRateLimiter<ObjectKey>()
     /// When this handler last restored each account.
     private var lastRepair: [ObjectKey: Date] = [:]
 
-    init(ctx: RepairContext, scope: NamespaceScope) {
+    init(ctx: RepairContext, scope: NamespaceScope, accounts: ScopedStores<ServiceAccountProjection>) {
         self.ctx = ctx
         self.scope = scope
+        self.accounts = accounts
     }
 
     private var secretName: String { ctx.names.registrySecret }
@@ -37,25 +39,24 @@ actor ServiceAccountHandler {
             for ns in scope.targets { keys += ctx.config.targetServiceAccounts.map { .serviceAccount(namespace: ns, name: $0) } }
             return keys
         case .added(let sa), .modified(let sa):
-            // Accounts with a kept name are cached in any namespace, for namespaces selected later.
-            guard isManaged(sa.meta.storeKey) || ctx.config.targetServiceAccounts.contains(sa.meta.name) else { return [] }
-            accounts[sa.meta.storeKey] = sa
             guard isKept(sa.meta.storeKey) else { return [] }
             return sa.imagePullSecrets.contains(secretName) ? [] : [.serviceAccount(namespace: sa.meta.namespace, name: sa.meta.name)]
         case .deleted(let sa):
-            guard accounts.removeValue(forKey: sa.meta.storeKey) != nil, isKept(sa.meta.storeKey) else { return [] }
+            guard isKept(sa.meta.storeKey) else { return [] }
             return isManaged(sa.meta.storeKey) ? [.serviceAccount(namespace: sa.meta.namespace, name: sa.meta.name)] : []
         }
     }
 
     /// Whether the account references the pull Secret, by the watch's view.
-    func references(_ key: ObjectKey) -> Bool { accounts[key]?.imagePullSecrets.contains(secretName) ?? false }
+    func references(_ key: ObjectKey) -> Bool { account(key)?.imagePullSecrets.contains(secretName) ?? false }
+
+    private func account(_ key: ObjectKey) -> ServiceAccountProjection? { accounts.get(namespace: key.namespace, name: key.name) }
 
     /// Whether `reconcile` has a write to make, by the watch's view: a kept account that
     /// lacks the reference, or the managed one missing (other accounts are not ours to create).
     func needsRepair(_ key: ObjectKey) -> Bool {
         guard isKept(key) else { return false }
-        guard let cached = accounts[key] else { return isManaged(key) }
+        guard let cached = account(key) else { return isManaged(key) }
         return !cached.imagePullSecrets.contains(secretName)
     }
 
@@ -65,7 +66,7 @@ actor ServiceAccountHandler {
     func reconcile(namespace: String, name: String) async -> RepairOutcome {
         let key = ObjectKey(namespace: namespace, name: name)
         guard isKept(key) else { return .healthy }
-        let cached = accounts[key]
+        let cached = account(key)
         if let cached, cached.imagePullSecrets.contains(secretName) { return .healthy }
         if cached == nil, !isManaged(key) { return .healthy }  // target accounts are not the operator's to create
         var ref = ObjectReference(apiVersion: "v1", kind: "ServiceAccount", namespace: namespace, name: name, uid: cached?.meta.uid)
