@@ -1,7 +1,7 @@
 public import Foundation
 public import KubeClient
 import KubetraceFormats
-import KubeRuntime
+public import KubeRuntime
 public import Logging
 import AsyncAlgorithms
 import Synchronization
@@ -54,6 +54,10 @@ public struct RefreshService: Sendable {
     let client: KubeClient
     let config: RefreshConfiguration
     let logger: Logger
+    /// Read for every schedule, expiry and `refreshed-at` stamp: a test can run it in virtual time.
+    let clock: RuntimeClock
+    /// The loops' jitter.
+    let random: RandomSource
     private let writer: SecretWriter
     private let events: EventRecorder
     /// What this process last wrote into each managed key, so its own writes (whose
@@ -81,10 +85,13 @@ public struct RefreshService: Sendable {
         var expiresAt: Date?
     }
 
-    public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger) {
+    public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger,
+                clock: RuntimeClock = .system, random: RandomSource = .system) {
         self.client = client
         self.config = configuration
         self.logger = logger
+        self.clock = clock
+        self.random = random
         writer = SecretWriter(client: client)
         events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
     }
@@ -93,13 +100,13 @@ public struct RefreshService: Sendable {
 
     public func run() async throws {
         let kubeconfigLoop = CredentialLoop(
-            name: "kubeconfig-token", policy: config.policy, logger: logger,
+            name: "kubeconfig-token", policy: config.policy, logger: logger, clock: clock, random: random,
             current: { await self.currentKubeconfigToken() },
             refresh: { try await self.refreshKubeconfigToken() },
             onEvent: { reason, note, warning in await self.event(self.config.names.kubeconfigSecret, reason, note, warning) },
             report: { [status = config.status] ok, next in status?.report("kubeconfig-token", ok: ok, next: next) })
         let registryLoop: CredentialLoop? = config.vultr == nil ? nil : CredentialLoop(
-            name: "registry-credentials", policy: config.policy, logger: logger,
+            name: "registry-credentials", policy: config.policy, logger: logger, clock: clock, random: random,
             current: { await self.currentRegistryExpiry() },
             refresh: { try await self.refreshRegistry() },
             onEvent: { reason, note, warning in await self.event(self.config.names.registrySecret, reason, note, warning) },
@@ -159,7 +166,7 @@ public struct RefreshService: Sendable {
             }
             try await writeKubeconfig(token: status.token, expiresAt: expiry, server: facts.server ?? client.connection.server,
                                       caData: facts.caData ?? client.connection.tls.certificateAuthorityPEM.map { Data($0.utf8).base64EncodedString() })
-            return RefreshResult(issuedAt: Date(), expiresAt: expiry)
+            return RefreshResult(issuedAt: clock.date, expiresAt: expiry)
         }
     }
 
@@ -167,6 +174,7 @@ public struct RefreshService: Sendable {
         let names = config.names
         let document = ReadOnlyKubeconfig.render(server: server, certificateAuthorityData: caData, namespace: ns, user: names.readOnlyServiceAccount, token: token)
         ownWrites.expect(names.kubeconfigSecret, SecretBytes(document))
+        let now = clock.date
         try await writer.update(namespace: ns, name: names.kubeconfigSecret, create: {
             Secret(metadata: ObjectMeta(name: names.kubeconfigSecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "Opaque")
         }) { secret in
@@ -175,7 +183,7 @@ public struct RefreshService: Sendable {
             secret.data = data
             var annotations = secret.metadata.annotations ?? [:]
             annotations[ReadOnlyKubeconfig.expiryAnnotation] = RFC3339.format(expiresAt)
-            annotations[Self.refreshedAtAnnotation] = RFC3339.format(Date())
+            annotations[Self.refreshedAtAnnotation] = RFC3339.format(now)
             secret.metadata.annotations = annotations
         }
     }
@@ -284,6 +292,7 @@ public struct RefreshService: Sendable {
 
     private func writeOperatorSecret(_ token: SecretString, expiresAt: Date?) async throws {
         let names = config.names
+        let now = clock.date
         try await writer.update(namespace: ns, name: names.operatorSecret, create: {
             Secret(metadata: ObjectMeta(name: names.operatorSecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "Opaque")
         }) { secret in
@@ -292,7 +301,7 @@ public struct RefreshService: Sendable {
             secret.data = data
             var a = secret.metadata.annotations ?? [:]
             if let expiresAt { a["kubetrace.net/operator-token-expires-at"] = RFC3339.format(expiresAt) }
-            a[Self.refreshedAtAnnotation] = RFC3339.format(Date())
+            a[Self.refreshedAtAnnotation] = RFC3339.format(now)
             secret.metadata.annotations = a
         }
     }
@@ -319,9 +328,10 @@ public struct RefreshService: Sendable {
         } catch let e as CLIError {
             throw RefreshFailure(kind: e.message.contains("rejected") ? .unauthorized : .retryable, message: e.message)
         }
-        let expiresAt = Date().addingTimeInterval(TimeInterval(config.registryLifetimeSeconds))
+        let issuedAt = clock.date
+        let expiresAt = issuedAt.addingTimeInterval(TimeInterval(config.registryLifetimeSeconds))
         try await writePullSecret(host: config.registryHost, username: creds.username, password: creds.password, expiresAt: expiresAt)
-        return RefreshResult(issuedAt: Date(), expiresAt: expiresAt)
+        return RefreshResult(issuedAt: issuedAt, expiresAt: expiresAt)
     }
 
     private func writePullSecret(host: String, username: String, password: SecretString, expiresAt: Date?) async throws {
@@ -329,6 +339,7 @@ public struct RefreshService: Sendable {
         let auth = Data("\(username):\(password.value)".utf8).base64EncodedString()
         let doc = JSONValue.object(["auths": .object([host: .object(["username": .string(username), "password": .string(password.value), "auth": .string(auth)])])])
         ownWrites.expect(names.registrySecret, SecretBytes(doc.jsonBytes()))
+        let now = clock.date
         try await writer.update(namespace: ns, name: names.registrySecret, create: {
             Secret(metadata: ObjectMeta(name: names.registrySecret, namespace: self.ns, labels: ["app.kubernetes.io/managed-by": "kubetrace-operator"]), type: "kubernetes.io/dockerconfigjson")
         }) { secret in
@@ -336,7 +347,7 @@ public struct RefreshService: Sendable {
             secret.data = [".dockerconfigjson": SecretBytes(doc.jsonBytes())]
             var a = secret.metadata.annotations ?? [:]
             if let expiresAt { a["kubetrace.net/registry-expires-at"] = RFC3339.format(expiresAt) } else { a["kubetrace.net/registry-expires-at"] = nil }
-            a[Self.refreshedAtAnnotation] = RFC3339.format(Date())
+            a[Self.refreshedAtAnnotation] = RFC3339.format(now)
             secret.metadata.annotations = a
         }
     }
