@@ -82,6 +82,9 @@ public enum KubetraceCLI {
         } catch let e as KubeClientError {
             FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
             exit(e.code == .configuration ? ExitStatus.usage : ExitStatus.runtimeFailure)
+        } catch let e as RefreshFailure {
+            FileHandle.standardError.write(Data("kubetrace-operator: error: \(e.message)\n".utf8))
+            exit(e.isConfiguration ? ExitStatus.usage : ExitStatus.runtimeFailure)
         } catch {
             let code = KubetraceOperatorCommand.exitCode(for: error)
             if code == .success { KubetraceOperatorCommand.exit(withError: error) }

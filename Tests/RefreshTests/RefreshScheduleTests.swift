@@ -82,7 +82,7 @@ import Testing
             .fail(RefreshFailure(kind: .retryable, message: "API_URL answered 429", retryAfter: 30)),
             .fail(RefreshFailure(kind: .retryable, message: "API_URL answered 503", retryAfter: 600)),
             .succeed(lifetime: 3600),
-            .fail(RefreshFailure(kind: .unauthorized, message: "operator_token rejected by API_URL (401)")),
+            .fail(RefreshFailure(kind: .rejected, message: "operator_token rejected by API_URL (401)")),
         ])
         try await v.run {
             try await v.calls.waitFor(count: 1)

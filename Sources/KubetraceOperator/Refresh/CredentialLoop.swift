@@ -11,15 +11,6 @@ public struct RefreshResult: Sendable {
     public var expiresAt: Date?
 }
 
-/// Why a refresh failed; decides the retry.
-public struct RefreshFailure: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case unauthorized, retryable, badAnswer }
-    public var kind: Kind
-    public var message: String
-    public var retryAfter: TimeInterval?
-    public var description: String { message }
-}
-
 /// Refreshes one credential on its deadline, forever: one refresh in flight at
 /// a time, failures retried with capped backoff (always before expiry), a
 /// warning as expiry nears, and an early wake-up when someone else changed it. Time and
@@ -139,7 +130,7 @@ public actor CredentialLoop {
             let f = error as? RefreshFailure
             let delay = policy.retryDelay(failures: failures, expiresAt: state.expiresAt, now: now, random: random.unit(), retryAfter: f?.retryAfter)
             let message = f?.message ?? "\(error)"
-            if f?.kind == .unauthorized {
+            if f?.needsAttention == true {
                 logger.error("\(message)", metadata: ["event": "token_refresh_failed", "retry_in": "\(Self.human(delay))"])
             } else {
                 logger.warning("\(name) refresh failed: \(message)", metadata: ["event": "token_refresh_failed", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"])

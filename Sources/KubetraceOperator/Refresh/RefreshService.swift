@@ -228,7 +228,7 @@ public struct RefreshService: Sendable {
             throw RefreshFailure(kind: .retryable, message: "cannot read Secret \(ns)/\(config.names.operatorSecret): \(e)", retryAfter: e.retryAfter.map { Double($0.components.seconds) })
         }
         if let dir = config.credentialsDirectory { return try Self.readToken("\(dir)/operator_token") }
-        throw RefreshFailure(kind: .unauthorized, message: "no operator_token: set OPERATOR_TOKEN_FILE, or Secret \(ns)/\(config.names.operatorSecret) key operator_token, or $CREDENTIALS_DIRECTORY/operator_token")
+        throw RefreshFailure(kind: .unusableCredential, message: "no operator_token: set OPERATOR_TOKEN_FILE, or Secret \(ns)/\(config.names.operatorSecret) key operator_token, or $CREDENTIALS_DIRECTORY/operator_token")
     }
 
     /// The operator Secret's token, from the watch or a GET; nil when there is none or it cannot be read.
@@ -241,12 +241,12 @@ public struct RefreshService: Sendable {
 
     static func readToken(_ file: String) throws -> SecretString {
         guard let data = FileManager.default.contents(atPath: file) else {
-            throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) cannot be read")
+            throw RefreshFailure(kind: .unusableCredential, message: "operator token file \(file) cannot be read")
         }
         let t = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !t.isEmpty else { throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) is empty") }
+        guard !t.isEmpty else { throw RefreshFailure(kind: .unusableCredential, message: "operator token file \(file) is empty") }
         if let problem = CredentialChecks.headerValueProblem(t) {
-            throw RefreshFailure(kind: .unauthorized, message: "operator token file \(file) \(problem)")
+            throw RefreshFailure(kind: .unusableCredential, message: "operator token file \(file) \(problem)")
         }
         return SecretString(t)
     }
@@ -319,15 +319,11 @@ public struct RefreshService: Sendable {
         guard let key = secret.data?["vultr_api_key"], let id = secret.data?["registry_id"] else {
             throw RefreshFailure(kind: .badAnswer, message: "Secret \(ns)/\(config.names.operatorSecret) has no vultr_api_key and registry_id")
         }
-        let creds: VultrRegistry.Credentials
-        do {
-            creds = try await VultrRegistry.dockerCredentials(ExternalEndpoint(baseURL: vultr.baseURL, tls: vultr.tls),
+        // Its failures are RefreshFailures already: a refused key is `.rejected`, whatever the message says.
+        let creds = try await VultrRegistry.dockerCredentials(ExternalEndpoint(baseURL: vultr.baseURL, tls: vultr.tls),
                                                               apiKey: SecretString(key.string.trimmingCharacters(in: .whitespacesAndNewlines)),
                                                               registryID: id.string.trimmingCharacters(in: .whitespacesAndNewlines),
                                                               host: config.registryHost, expirySeconds: config.registryLifetimeSeconds)
-        } catch let e as CLIError {
-            throw RefreshFailure(kind: e.message.contains("rejected") ? .unauthorized : .retryable, message: e.message)
-        }
         let issuedAt = clock.date
         let expiresAt = issuedAt.addingTimeInterval(TimeInterval(config.registryLifetimeSeconds))
         try await writePullSecret(host: config.registryHost, username: creds.username, password: creds.password, expiresAt: expiresAt)
