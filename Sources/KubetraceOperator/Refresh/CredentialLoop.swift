@@ -119,8 +119,9 @@ public actor CredentialLoop {
             let expiresIn = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "unknown"
             if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)); expiryTimestamp.record(e.timeIntervalSince1970) }
             report(true, next)
-            logger.info("\(name) refreshed (expires in \(expiresIn), next refresh in \(Self.human(next.timeIntervalSince(now))))",
-                        metadata: ["event": "token_refreshed"])
+            // Constant messages, the facts as metadata (the logger carries `credential`).
+            logger.info("credential refreshed", metadata: [
+                "event": "token_refreshed", "expires_in": "\(expiresIn)", "next_refresh_in": "\(Self.human(next.timeIntervalSince(now)))"])
             await onEvent("TokenRefreshed", "\(name) refreshed; expires in \(expiresIn)", false)
             return next
         } catch {
@@ -130,10 +131,12 @@ public actor CredentialLoop {
             let f = error as? RefreshFailure
             let delay = policy.retryDelay(failures: failures, expiresAt: state.expiresAt, now: now, random: random.unit(), retryAfter: f?.retryAfter)
             let message = f?.message ?? "\(error)"
+            let facts: Logger.Metadata = ["event": "token_refresh_failed", "error": "\(message)", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"]
             if f?.needsAttention == true {
-                logger.error("\(message)", metadata: ["event": "token_refresh_failed", "retry_in": "\(Self.human(delay))"])
+                // Retrying cannot help until a person acts: an error, once per attempt, with what to do in `error`.
+                logger.error("credential refresh failed; it needs attention", metadata: facts)
             } else {
-                logger.warning("\(name) refresh failed: \(message)", metadata: ["event": "token_refresh_failed", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"])
+                logger.warning("credential refresh failed", metadata: facts)
             }
             report(false, now.addingTimeInterval(delay))
             if failures == 1 { await onEvent("TokenRefreshFailed", "\(name) refresh failed: \(message)", true) }
@@ -141,7 +144,7 @@ public actor CredentialLoop {
             if !warned, policy.expiringSoon(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now) {
                 warned = true
                 let left = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "?"
-                logger.warning("\(name) expires in \(left) and could not be refreshed", metadata: ["event": "token_expiring_soon"])
+                logger.warning("credential expires soon and could not be refreshed", metadata: ["event": "token_expiring_soon", "expires_in": "\(left)"])
                 await onEvent("TokenExpiringSoon", "\(name) expires in \(left) and could not be refreshed: \(message)", true)
             }
             return now.addingTimeInterval(delay)
