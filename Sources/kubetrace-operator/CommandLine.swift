@@ -61,6 +61,8 @@ enum KubetraceCLI {
             fail(e.message, e.exitCode)
         } catch let e as KubeClientError {
             fail(e.message, e.code == .configuration ? ExitStatus.usage : ExitStatus.runtimeFailure)
+        } catch let e as RefreshFailure {
+            fail(e.message, e.isConfiguration ? ExitStatus.usage : ExitStatus.runtimeFailure)
         } catch {
             let code = KubetraceOperatorCommand.exitCode(for: error)
             if code == .success { KubetraceOperatorCommand.exit(withError: error) }

@@ -119,7 +119,7 @@ func runCLI(_ args: [String], environment: [String: String] = [:], timeout: Dura
             #expect(status == 0)
             await withCheckedContinuation { c in drained.notify(queue: .global()) { c.resume() } }
             let stderr = String(decoding: stderrBox.data, as: UTF8.self)
-            #expect(stderr.contains("kubeconfig-token refreshed (expires in"))
+            #expect(stderr.split(separator: "\n").contains { $0.contains("credential refreshed") && $0.contains("kubeconfig-token") }, "\(stderr)")
             #expect(!stderr.contains(cluster.operatorToken) && !stderr.contains(cluster.adminToken))
         }
     }

@@ -122,7 +122,9 @@ import Testing
             let (_, again) = try #require(try OwnToken.adopt(connection, stateDirectory: state, names: ObjectNames()))
             #expect(again == renewed)
             // Past its expiry: a configuration error that says what to do, not a 401 loop.
-            #expect(throws: CLIError.self) { _ = try OwnToken.adopt(connection, stateDirectory: state, names: ObjectNames(), now: Date().addingTimeInterval(3600)) }
+            let expired = #expect(throws: RefreshFailure.self) { _ = try OwnToken.adopt(connection, stateDirectory: state, names: ObjectNames(), now: Date().addingTimeInterval(3600)) }
+            #expect(expired?.isConfiguration == true, "exits 2, as a configuration error")
+            #expect(expired?.message.contains("run kubetrace-operator identity again") == true)
             // Another account's token (an admin ServiceAccount, say) is never adopted and kept alive.
             _ = try await admin.create(ServiceAccount(metadata: ObjectMeta(name: "builder", namespace: "kubetrace-system")))
             let other = try #require(try await admin.requestToken(namespace: "kubetrace-system", serviceAccount: "builder", TokenRequest(audiences: [], expirationSeconds: 1200)).status?.token)

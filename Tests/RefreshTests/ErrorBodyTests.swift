@@ -52,10 +52,29 @@ import Testing
                 _ = try await VultrRegistry.dockerCredentials(ExternalEndpoint(baseURL: "http://127.0.0.1:\(server.port)", tls: TLSSettings()),
                                                               apiKey: SecretString("vultr-key"), registryID: "r1", host: "blr.vultrcr.com", expirySeconds: 3600)
                 Issue.record("\(status) was accepted")
-            } catch let error as CLIError {
+            } catch {
                 Self.expectSafe(error.message)
                 #expect(error.message.contains("invalid_token"), "\(error.message)")
+                #expect(error.isConfiguration, "manifest names the flags: exit 2")
             }
+        }
+    }
+
+    /// The kind decides, not the text: only 401 and 403 are a rejected key, whatever a 500's
+    /// body says (the loop once searched the message for "rejected").
+    @Test(arguments: [("401 Unauthorized", RefreshFailure.Kind.rejected), ("403 Forbidden", .rejected),
+                      ("500 Internal Server Error", .retryable), ("404 Not Found", .retryable)])
+    func vultrFailureKinds(status: String, kind: RefreshFailure.Kind) async throws {
+        let server = try Self.answering(status, JSONValue.object(["error": .string("request rejected")]).jsonBytes())
+        defer { server.close() }
+        do {
+            _ = try await VultrRegistry.dockerCredentials(ExternalEndpoint(baseURL: "http://127.0.0.1:\(server.port)", tls: TLSSettings()),
+                                                          apiKey: SecretString("vultr-key"), registryID: "r1", host: "blr.vultrcr.com", expirySeconds: 3600)
+            Issue.record("\(status) was accepted")
+        } catch {
+            #expect(error.kind == kind, "\(status): \(error.message)")
+            #expect(error.message.contains("request rejected"), "the detail is still shown: \(error.message)")
+            #expect(error.needsAttention == (kind == .rejected))
         }
     }
 
@@ -69,7 +88,8 @@ import Testing
             _ = try await VultrRegistry.dockerCredentials(ExternalEndpoint(baseURL: "http://127.0.0.1:\(server.port)", tls: TLSSettings()),
                                                           apiKey: SecretString("vultr-key"), registryID: "r1", host: "blr.vultrcr.com", expirySeconds: 3600)
             Issue.record("an oversized answer was accepted")
-        } catch let error as CLIError {
+        } catch {
+            #expect(error.kind == .retryable)
             #expect(error.message.contains("exceeds \(1 << 20) bytes"), "\(error.message)")
         }
     }

@@ -25,14 +25,15 @@ import Testing
     }
 
     @Test func theOperatorTokenIsCheckedBeforeItIsSent() async throws {
-        // 127.0.0.1:1 refuses connections: a request that went out would fail as retryable, not unauthorized.
+        // 127.0.0.1:1 refuses connections: a request that went out would fail as retryable, not as an unusable credential.
         let client = KubetraceAPIClient(endpoint: ExternalEndpoint(baseURL: "http://127.0.0.1:1", tls: TLSSettings()), clusterID: "c",
                                         kubeconfigSecret: ("kubetrace-system", "kubetrace-kubeconfig"))
         do {
             _ = try await client.refresh(operatorToken: SecretString("kt_op_1\nX-Injected: 1"), currentExpiry: nil)
             Issue.record("a multi-line operator token was sent")
         } catch {
-            #expect(error.kind == .unauthorized)
+            #expect(error.kind == .unusableCredential)
+            #expect(error.needsAttention)
             #expect(error.message == "operator_token contains a line feed at character 8; a credential must be a single line of printable characters; not sent to API_URL")
         }
     }

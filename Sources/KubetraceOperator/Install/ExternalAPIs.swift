@@ -43,16 +43,19 @@ struct ExternalEndpoint: Sendable {
     }
 }
 
-/// Vultr Container Registry: mint Docker credentials (`OPTIONS …/docker-credentials`).
+/// Vultr Container Registry: mint Docker credentials (`OPTIONS …/docker-credentials`). Its
+/// failures are `RefreshFailure`s: the refresh loop acts on their kind, and as they name the
+/// flags `manifest` takes, a command that stops with one exits 2.
 enum VultrRegistry {
     struct Credentials {
         var username: String
         var password: SecretString
     }
 
-    static func dockerCredentials(_ endpoint: ExternalEndpoint, apiKey: SecretString, registryID: String, host: String, expirySeconds: Int) async throws -> Credentials {
+    static func dockerCredentials(_ endpoint: ExternalEndpoint, apiKey: SecretString, registryID: String, host: String, expirySeconds: Int) async throws(RefreshFailure) -> Credentials {
+        func failure(_ kind: RefreshFailure.Kind, _ message: String) -> RefreshFailure { RefreshFailure(kind: kind, message: message, isConfiguration: true) }
         if let problem = CredentialChecks.headerValueProblem(apiKey.value) {
-            throw CLIError.configuration("vultr_api_key \(problem); not sent to the Vultr API")
+            throw failure(.unusableCredential, "vultr_api_key \(problem); not sent to the Vultr API")
         }
         let url = "\(endpoint.baseURL)/v2/registry/\(ResourceType.escape(registryID))/docker-credentials?expiry_seconds=\(expirySeconds)&read_write=false"
         let request = HTTPRequest(method: "OPTIONS", url: url, headers: [("Authorization", "Bearer \(apiKey.value)"), ("Accept", "application/json"),
@@ -62,22 +65,22 @@ enum VultrRegistry {
             // A credential answer is a few hundred bytes: 1 MiB, not the transport's 64 MiB default.
             response = try await CurlTransport.shared.send(request, tls: endpoint.tls, maxBodyBytes: 1 << 20)
         } catch {
-            throw CLIError.configuration("--vultr-api-url: \(endpoint.baseURL) cannot be reached (\(error))")
+            throw failure(.retryable, "--vultr-api-url: \(endpoint.baseURL) cannot be reached (\(error))")
         }
         // Only the JSON error's own fields, sanitized and bounded: this text reaches logs and Events.
         let detail = APIErrorDetail.from(response.body) ?? ""
         switch response.status {
         case 200: break
-        case 401, 403: throw CLIError.configuration("--vultr-api-key-file: the Vultr API rejected the key (\(response.status) \(detail))")
-        case 404: throw CLIError.configuration("--registry-id: registry \"\(registryID)\" not found by the Vultr API (404 \(detail))")
-        default: throw CLIError.configuration("--vultr-api-url: the Vultr API failed with \(response.status) \(detail); try again later")
+        case 401, 403: throw failure(.rejected, "--vultr-api-key-file: the Vultr API rejected the key (\(response.status) \(detail))")
+        case 404: throw failure(.retryable, "--registry-id: registry \"\(registryID)\" not found by the Vultr API (404 \(detail))")
+        default: throw failure(.retryable, "--vultr-api-url: the Vultr API failed with \(response.status) \(detail); try again later")
         }
         guard let auths = (try? JSONValue.parse(response.body))?["auths"]?.objectValue else {
-            throw CLIError.configuration("--vultr-api-url: the Vultr API answer has no auths")
+            throw failure(.badAnswer, "--vultr-api-url: the Vultr API answer has no auths")
         }
         guard let entry = auths[host]?["auth"]?.stringValue, let raw = Data(base64Encoded: entry).map({ String(decoding: $0, as: UTF8.self) }),
               let colon = raw.firstIndex(of: ":") else {
-            throw CLIError.configuration("--registry: the Vultr API returned credentials for \(auths.keys.sorted().joined(separator: ", ")), not \(host)")
+            throw failure(.badAnswer, "--registry: the Vultr API returned credentials for \(auths.keys.sorted().joined(separator: ", ")), not \(host)")
         }
         return Credentials(username: String(raw[..<colon]), password: SecretString(String(raw[raw.index(after: colon)...])))
     }

@@ -1,5 +1,5 @@
 public import Foundation
-import KubeRuntime
+public import KubeRuntime
 import KubeClient
 public import Logging
 import Metrics
@@ -11,18 +11,10 @@ public struct RefreshResult: Sendable {
     public var expiresAt: Date?
 }
 
-/// Why a refresh failed; decides the retry.
-public struct RefreshFailure: Error, CustomStringConvertible, Sendable {
-    public enum Kind: Sendable { case unauthorized, retryable, badAnswer }
-    public var kind: Kind
-    public var message: String
-    public var retryAfter: TimeInterval?
-    public var description: String { message }
-}
-
 /// Refreshes one credential on its deadline, forever: one refresh in flight at
 /// a time, failures retried with capped backoff (always before expiry), a
-/// warning as expiry nears, and an early wake-up when someone else changed it.
+/// warning as expiry nears, and an early wake-up when someone else changed it. Time and
+/// jitter are inputs (`clock`, `random`), so a test runs the schedule in virtual time.
 public actor CredentialLoop {
     public nonisolated let name: String
     let policy: RefreshPolicy
@@ -33,6 +25,8 @@ public actor CredentialLoop {
     /// Told whether the credential is good and when it is next refreshed (`STATUS=`).
     let report: @Sendable (_ ok: Bool, _ next: Date?) -> Void
     nonisolated let wakeup = Wakeup()
+    let clock: RuntimeClock
+    let random: RandomSource
     private var state = RefreshResult()
     private var failures = 0
     private var warned = false
@@ -42,7 +36,7 @@ public actor CredentialLoop {
     private let success: Counter
     private let failure: Counter
 
-    public init(name: String, policy: RefreshPolicy, logger: Logger,
+    public init(name: String, policy: RefreshPolicy, logger: Logger, clock: RuntimeClock = .system, random: RandomSource = .system,
                 current: @escaping @Sendable () async -> RefreshResult?,
                 refresh: @escaping @Sendable () async throws -> RefreshResult,
                 onEvent: @escaping @Sendable (_ reason: String, _ note: String, _ warning: Bool) async -> Void = { _, _, _ in },
@@ -50,6 +44,8 @@ public actor CredentialLoop {
         self.name = name
         self.report = report
         self.policy = policy
+        self.clock = clock
+        self.random = random
         self.refresh = refresh
         self.current = current
         self.onEvent = onEvent
@@ -65,7 +61,7 @@ public actor CredentialLoop {
 
     private func recordExpiry() {
         guard let e = state.expiresAt else { return }
-        expiryGauge.record(e.timeIntervalSinceNow)
+        expiryGauge.record(e.timeIntervalSince(clock.date))
         expiryTimestamp.record(e.timeIntervalSince1970)
     }
 
@@ -74,18 +70,19 @@ public actor CredentialLoop {
 
     public func run() async {
         if let known = await current() { state = known; recordExpiry() }
-        var next = state.expiresAt == nil ? Date() : policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: Date(), random: .random(in: 0..<1))
-        report(state.expiresAt.map { $0 > Date() } ?? false, next)
+        let start = clock.date
+        var next = state.expiresAt == nil ? start : policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: start, random: random.unit())
+        report(state.expiresAt.map { $0 > start } ?? false, next)
         while !Task.isCancelled {
-            let reason = await wakeup.wait(until: next)
+            let reason = await wakeup.wait(until: next, clock: clock)
             if Task.isCancelled { return }
-            let now = Date()
+            let now = clock.date
             if reason == .poked, let known = await current() {
                 // Woken early: someone else wrote the credential. Adopt it and reschedule.
                 state = known
                 failures = 0
                 recordExpiry()
-                next = policy.nextRefresh(issuedAt: known.issuedAt, expiresAt: known.expiresAt, now: now, random: .random(in: 0..<1))
+                next = policy.nextRefresh(issuedAt: known.issuedAt, expiresAt: known.expiresAt, now: now, random: random.unit())
                 report(known.expiresAt.map { $0 > now } ?? false, next)
                 logger.info("credential changed by another writer; rescheduled", metadata: ["next_refresh_in": "\(Self.human(next.timeIntervalSince(now)))"])
                 continue
@@ -113,30 +110,33 @@ public actor CredentialLoop {
     private func performRefresh() async -> Date {
         do {
             let result = try await refresh()
-            let now = Date()
+            let now = clock.date
             state = RefreshResult(issuedAt: result.issuedAt ?? now, expiresAt: result.expiresAt)
             failures = 0
             warned = false
             success.increment()
-            let next = policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now, random: .random(in: 0..<1))
+            let next = policy.nextRefresh(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now, random: random.unit())
             let expiresIn = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "unknown"
             if let e = state.expiresAt { expiryGauge.record(e.timeIntervalSince(now)); expiryTimestamp.record(e.timeIntervalSince1970) }
             report(true, next)
-            logger.info("\(name) refreshed (expires in \(expiresIn), next refresh in \(Self.human(next.timeIntervalSince(now))))",
-                        metadata: ["event": "token_refreshed"])
+            // Constant messages, the facts as metadata (the logger carries `credential`).
+            logger.info("credential refreshed", metadata: [
+                "event": "token_refreshed", "expires_in": "\(expiresIn)", "next_refresh_in": "\(Self.human(next.timeIntervalSince(now)))"])
             await onEvent("TokenRefreshed", "\(name) refreshed; expires in \(expiresIn)", false)
             return next
         } catch {
             failures += 1
             failure.increment()
-            let now = Date()
+            let now = clock.date
             let f = error as? RefreshFailure
-            let delay = policy.retryDelay(failures: failures, expiresAt: state.expiresAt, now: now, random: .random(in: 0..<1), retryAfter: f?.retryAfter)
+            let delay = policy.retryDelay(failures: failures, expiresAt: state.expiresAt, now: now, random: random.unit(), retryAfter: f?.retryAfter)
             let message = f?.message ?? "\(error)"
-            if f?.kind == .unauthorized {
-                logger.error("\(message)", metadata: ["event": "token_refresh_failed", "retry_in": "\(Self.human(delay))"])
+            let facts: Logger.Metadata = ["event": "token_refresh_failed", "error": "\(message)", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"]
+            if f?.needsAttention == true {
+                // Retrying cannot help until a person acts: an error, once per attempt, with what to do in `error`.
+                logger.error("credential refresh failed; it needs attention", metadata: facts)
             } else {
-                logger.warning("\(name) refresh failed: \(message)", metadata: ["event": "token_refresh_failed", "attempt": "\(failures)", "retry_in": "\(Self.human(delay))"])
+                logger.warning("credential refresh failed", metadata: facts)
             }
             report(false, now.addingTimeInterval(delay))
             if failures == 1 { await onEvent("TokenRefreshFailed", "\(name) refresh failed: \(message)", true) }
@@ -144,7 +144,7 @@ public actor CredentialLoop {
             if !warned, policy.expiringSoon(issuedAt: state.issuedAt, expiresAt: state.expiresAt, now: now) {
                 warned = true
                 let left = state.expiresAt.map { Self.human($0.timeIntervalSince(now)) } ?? "?"
-                logger.warning("\(name) expires in \(left) and could not be refreshed", metadata: ["event": "token_expiring_soon"])
+                logger.warning("credential expires soon and could not be refreshed", metadata: ["event": "token_expiring_soon", "expires_in": "\(left)"])
                 await onEvent("TokenExpiringSoon", "\(name) expires in \(left) and could not be refreshed: \(message)", true)
             }
             return now.addingTimeInterval(delay)

@@ -13,7 +13,7 @@ struct KubetraceAPIClient: Sendable {
     func refresh(operatorToken: SecretString, currentExpiry: Date?) async throws(RefreshFailure) -> Answer {
         // From a file, a Secret or a rotation: wherever it came from, it must be one header line.
         if let problem = CredentialChecks.headerValueProblem(operatorToken.value) {
-            throw RefreshFailure(kind: .unauthorized, message: "operator_token \(problem); not sent to API_URL")
+            throw RefreshFailure(kind: .unusableCredential, message: "operator_token \(problem); not sent to API_URL")
         }
         var body: [String: JSONValue] = [
             "clusterId": .string(clusterID), "operatorVersion": .string(kubetraceVersion),
@@ -35,7 +35,7 @@ struct KubetraceAPIClient: Sendable {
         switch response.status {
         case 200: break
         case 401, 403:
-            throw RefreshFailure(kind: .unauthorized, message: "operator_token rejected by API_URL \(endpoint.baseURL) (\(response.status)\(detail)); regenerate it from the Kubetrace dashboard")
+            throw RefreshFailure(kind: .rejected, message: "operator_token rejected by API_URL \(endpoint.baseURL) (\(response.status)\(detail)); regenerate it from the Kubetrace dashboard")
         case 429, 500...599:
             throw RefreshFailure(kind: .retryable, message: "API_URL answered \(response.status)\(detail)", retryAfter: retryAfter)
         default:

@@ -50,7 +50,7 @@ enum OwnToken {
         let given: SecretString
         switch connection.credentials {
         case .token(let t): given = t
-        case .tokenFile(let file): given = try readCredentialFile(file, flag: "the kubeconfig's tokenFile")
+        case .tokenFile(let file): given = try readTokenFile(file, named: "the kubeconfig's tokenFile")
         default: return nil
         }
         // Only the operator's own account: an admin ServiceAccount's token is never kept alive.
@@ -66,14 +66,26 @@ enum OwnToken {
             }
         }
         guard chosen.claims.expiresAt > now else {
-            throw CLIError.configuration("\(connection.source): the token of \(names.namespace)/\(names.operatorServiceAccount) expired at \(RFC3339.format(chosen.claims.expiresAt)) (the host was off longer than its lifetime); run kubetrace-operator identity again and install its kubeconfig")
+            throw RefreshFailure(kind: .unusableCredential, message: "\(connection.source): the token of \(names.namespace)/\(names.operatorServiceAccount) expired at \(RFC3339.format(chosen.claims.expiresAt)) (the host was off longer than its lifetime); run kubetrace-operator identity again and install its kubeconfig",
+                                 isConfiguration: true)
         }
         do { try PrivateFile.write(chosen.token.value + "\n", to: file) } catch {
-            throw CLIError.configuration("STATE_DIRECTORY: \(error)")
+            throw RefreshFailure(kind: .localStorage, message: "STATE_DIRECTORY: \(error)", isConfiguration: true)
         }
         var adopted = connection
         adopted.credentials = .tokenFile(file)
         return (adopted, chosen.claims)
+    }
+
+    /// The token in a file the user named: trimmed, never empty, one header line. Errors name
+    /// the setting and the file, never the content.
+    static func readTokenFile(_ path: String, named setting: String) throws(RefreshFailure) -> SecretString {
+        func failure(_ message: String) -> RefreshFailure { RefreshFailure(kind: .unusableCredential, message: message, isConfiguration: true) }
+        guard let data = FileManager.default.contents(atPath: path) else { throw failure("\(setting): cannot read \(path)") }
+        let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !value.isEmpty else { throw failure("\(setting): \(path) is empty") }
+        if let problem = CredentialChecks.headerValueProblem(value) { throw failure("\(setting): \(path) \(problem)") }
+        return SecretString(value)
     }
 }
 
@@ -99,7 +111,7 @@ struct OwnTokenRenewal: Service {
             guard let current = currentClaims() else {
                 // Without it no request can authenticate for long: stop, so systemd restarts the
                 // service and the start re-adopts the installed kubeconfig's token (or says why not).
-                throw CLIError.runtime("the operator's own token in \(tokenFile) is missing or unreadable")
+                throw RefreshFailure(kind: .unusableCredential, message: "the operator's own token in \(tokenFile) is missing or unreadable")
             }
             let wait = failures == 0 ? current.renewAt.timeIntervalSince(now()) : min(300, 5 * pow(2, Double(failures - 1)))
             if wait > 0 {
@@ -131,7 +143,7 @@ struct OwnTokenRenewal: Service {
                                                    TokenRequest(audiences: [], expirationSeconds: seconds))
         guard let token = answer.status?.token, let claims = OwnToken.claims(of: token.value),
               CredentialChecks.headerValueProblem(token.value) == nil else {
-            throw CLIError.runtime("the TokenRequest answer for \(current.namespace)/\(current.serviceAccount) holds no usable token")
+            throw RefreshFailure(kind: .badAnswer, message: "the TokenRequest answer for \(current.namespace)/\(current.serviceAccount) holds no usable token")
         }
         try PrivateFile.write(token.value + "\n", to: tokenFile)
         await client.credentials.invalidate()
