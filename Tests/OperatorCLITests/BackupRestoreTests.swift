@@ -90,7 +90,7 @@ import Testing
             let ca = s.dir.write("ca.crt", cluster.certificateAuthority!.certificate.certificatePEM)
             let op = try OperatorProcess(["run", "--kubeconfig", s.kubeconfig, "--namespace", Self.ns, "--api-url", api, "--ca-file", ca, "--cluster-id", "c-1"],
                                          dir: s.dir, name: "op", environment: ["LOG_FORMAT": "text"])
-            do { try await op.lines.waitFor("kubeconfig-token refreshed", timeout: .seconds(30)) } catch { Issue.record("\(op.log)"); throw error }
+            do { try await op.lines.waitFor("token_refreshed", timeout: .seconds(30)) } catch { Issue.record("\(op.log)"); throw error }
             #expect(try await op.stop() == 0)
             #expect(!op.log.contains(cluster.operatorToken) && !op.log.contains(Self.pullCanary))
         }

@@ -181,7 +181,7 @@ import Testing
             // A repair, then the exposition.
             try await s.client.delete(Secret.self, namespace: s.ns, name: "kubetrace-registry")
             try await op.lines.waitFor("pull_secret_repaired")
-            try await op.lines.waitFor("kubeconfig-token refreshed", timeout: .seconds(20))
+            try await op.lines.waitFor("token_refreshed", timeout: .seconds(20))
             let scrape = try await runTool("curl", ["-s", "http://127.0.0.1:\(metrics)/metrics"])
             let samples = try parseExposition(scrape.stdout)
             #expect(samples["kubetrace_repairs_total{kind=\"pull_secret\",outcome=\"repaired\"}"] == 1, "\(scrape.stdout)")

@@ -122,7 +122,7 @@ import Testing
             let ca = s.dir.write("ca.crt", cluster.certificateAuthority!.certificate.certificatePEM)
             let op = try OperatorProcess(["run", "--kubeconfig", s.kubeconfig, "--namespace", "kubetrace-system", "--api-url", api, "--ca-file", ca, "--cluster-id", "c-1"],
                                          dir: s.dir, name: "op", environment: ["LOG_FORMAT": "text"])
-            try await op.lines.waitFor("kubeconfig-token refreshed", timeout: .seconds(30))
+            try await op.lines.waitFor("token_refreshed", timeout: .seconds(30))
             try await op.lines.waitFor("became the leader", timeout: .seconds(30))
             try await s.client.delete(Secret.self, namespace: "kubetrace-system", name: "kubetrace-registry")
             try await op.lines.waitFor("pull_secret_repaired", timeout: .seconds(30))
