@@ -76,9 +76,12 @@ public struct Operator: Sendable {
             config.refresh.vultr = (config.vultr.baseURL, config.vultr.tls)
         }
 
-        let refresh = RefreshService(client: client, configuration: config.refresh, logger: logger)
+        // One watch of the operator namespace's Secrets serves both sides: the repair side's
+        // (always running), fed to the refresh side (while leading).
+        let secretFeed = SecretFeed(namespace: names.namespace)
+        let refresh = RefreshService(client: client, configuration: config.refresh, logger: logger, secretFeed: secretFeed)
         let repair = RepairService(client: client, configuration: config.repair, logger: logger, watchIdleTimeout: config.watchIdleTimeout,
-                                   minter: config.refresh.vultr != nil ? refresh : nil)
+                                   minter: config.refresh.vultr != nil ? refresh : nil, secretFeed: secretFeed)
         watchHealth?.attach { repair.watchStats }
         let health = LoopHealth()
         let service = OperatorService(refresh: refresh, repair: repair, elector: elector, health: health, logger: logger)

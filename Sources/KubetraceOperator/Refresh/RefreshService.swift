@@ -7,6 +7,8 @@ public import Logging
 /// The refreshers of SPEC §5 for one cluster, run until cancelled.
 public struct RefreshService: Sendable {
     let client: KubeClient
+    /// The repair side's watch of the operator namespace's Secrets, when there is one.
+    let secretFeed: SecretFeed?
     let config: RefreshConfiguration
     let logger: Logger
     /// Read for every schedule, expiry and `refreshed-at` stamp: a test can run it in virtual time.
@@ -31,6 +33,13 @@ public struct RefreshService: Sendable {
 
     public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger,
                 clock: RuntimeClock = .system, random: RandomSource = .system) {
+        self.init(client: client, configuration: configuration, logger: logger, clock: clock, random: random, secretFeed: nil)
+    }
+
+    /// With `secretFeed`, the operator namespace's Secrets come from that watch (the repair side's).
+    init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger,
+         clock: RuntimeClock = .system, random: RandomSource = .system, secretFeed: SecretFeed?) {
+        self.secretFeed = secretFeed
         self.client = client
         self.config = configuration
         self.logger = logger

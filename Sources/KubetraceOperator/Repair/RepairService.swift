@@ -72,11 +72,18 @@ public final class RepairService: Sendable {
     /// Reconciles running at once; keys are exclusive, so this bounds API load only.
     let concurrency = 4
 
-    public init(client: KubeClient, configuration: RepairConfiguration, logger: Logger, watchIdleTimeout: Duration = .seconds(90),
-                minter: (any PullCredentialMinter)? = nil) {
+    public convenience init(client: KubeClient, configuration: RepairConfiguration, logger: Logger, watchIdleTimeout: Duration = .seconds(90),
+                            minter: (any PullCredentialMinter)? = nil) {
+        self.init(client: client, configuration: configuration, logger: logger, watchIdleTimeout: watchIdleTimeout, minter: minter,
+                  secretFeed: SecretFeed(namespace: configuration.names.namespace))
+    }
+
+    /// `secretFeed` gets every event of the operator namespace's Secret watch (for the refresh side).
+    init(client: KubeClient, configuration: RepairConfiguration, logger: Logger, watchIdleTimeout: Duration = .seconds(90),
+         minter: (any PullCredentialMinter)?, secretFeed: SecretFeed) {
+        self.secretFeed = secretFeed
         ctx = RepairContext(client: client, config: configuration, logger: logger)
         scope = NamespaceScope(operatorNamespace: configuration.names.namespace, targets: configuration.targetNamespaces)
-        secretFeed = SecretFeed(namespace: configuration.names.namespace)
         pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, secrets: secretStores, minter: minter)
         accounts = ServiceAccountHandler(ctx: ctx, scope: scope, accounts: accountStores)
         rbac = RBACHandler(ctx: ctx)
