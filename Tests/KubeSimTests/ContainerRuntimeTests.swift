@@ -446,7 +446,8 @@ struct ContainerRuntimeTests {
         let dir = TempDir()
         // `ip -batch` (eth0 in the pod's namespace) takes 4 s: every creation is slow. A creation
         // that blocks a pool thread delays the timer below by at least that much; other tests
-        // running alongside on 2 cores (their set-up blocks the pool briefly) by about 1 s at worst.
+        // running alongside on 2 cores (their set-up blocks the pool briefly) by up to about 2 s
+        // (2.14 s seen in a loaded phase 1), so the bound sits between the two, at 3 s.
         let slowIP = dir.write("ip", "#!/bin/sh\ncase \"$1\" in -batch) sleep 4;; esac\nexec /usr/sbin/ip \"$@\"\n", mode: 0o755)
         let network = try NodeNetwork.setUp(ipPath: slowIP)
         defer { network.tearDown() }
@@ -482,7 +483,7 @@ struct ContainerRuntimeTests {
         for case .success(let sandbox) in created { await sandbox.stop() }
         for case .failure(let error) in created { Issue.record("\(error)") }
         #expect(elapsed >= .seconds(4), "the timer ran while sandboxes were being created")
-        #expect(worst < .seconds(2) * testTimeScale, "a timer on the cooperative pool fired \(worst) late")
+        #expect(worst < .seconds(3) * testTimeScale, "a timer on the cooperative pool fired \(worst) late")
     }
 
     @Test func longPodNamesAreTruncatedAsKubeletDoes() {
