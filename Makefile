@@ -38,7 +38,8 @@ build: deps
 	$(SWIFT) build
 
 ## test: build everything, then run every test (unit and integration, on loopback; the chaos
-## runs and fuzz replays among them), then each fuzz target briefly so none can rot.
+## runs and fuzz replays among them), then each fuzz target briefly so none can rot, then the
+## KubeRuntime DocC catalog with warnings as errors (a broken symbol link fails the run).
 ## Three phases, so the real-time suites (token refresh on 20 s tokens, leader handover within
 ## 5 s, chaos, watchdog cadence, the repair limiter's 10 s window) do not share two cores with the integration suites that start
 ## devclusters, operators, kubectl and strace: first those, then the real-time ones, then the
@@ -51,6 +52,7 @@ test: test-deps
 	$(SWIFT) test --skip-build --filter '$(REALTIME_SUITES)'
 	$(SWIFT) test --skip-build --filter '$(FIDELITY_SUITES)'
 	$(MAKE) fuzz-smoke
+	$(MAKE) docs
 
 ## chaos: seeded faults against the whole running operator; SEED= replays a run, CHAOS_S= its seconds.
 CHAOS_S ?= 60
@@ -119,7 +121,7 @@ bench: deps
 docs: deps
 	mkdir -p .build/docs
 	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation --target KubeRuntime \
-	  --disable-indexing --transform-for-static-hosting --output-path .build/docs/KubeRuntime
+	  --disable-indexing --transform-for-static-hosting --warnings-as-errors --output-path .build/docs/KubeRuntime
 
 ## monitoring-check: promtool check rules + promtool test rules on deploy/monitoring/.
 monitoring-check: test-deps
