@@ -12,6 +12,8 @@ struct OperatorService: Service {
     let refresh: RefreshService
     let repair: RepairService
     let elector: LeaderElector?
+    /// The process's one Event recorder: both sides record into it; it runs here, beside the watches.
+    let events: EventRecorder
     let health: LoopHealth
     let logger: Logger
 
@@ -27,6 +29,7 @@ struct OperatorService: Service {
             logger.debug("leader work stopped")
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [events] in await events.run() }
             group.addTask { try await repair.runWatches() }
             group.addTask { [health, repair] in await health.run { await repair.heartbeat() } }
             group.addTask { [elector, repair] in
@@ -39,7 +42,19 @@ struct OperatorService: Service {
                 }
             }
             // Either leadership work ended (shutdown) or a watcher failed.
-            try await group.next()
+            do {
+                try await group.next()
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            // The last Events (a refresh or repair just before the stop) are written, within 5 s.
+            await withTaskGroup(of: Void.self) { drain in
+                drain.addTask { [events] in await events.waitUntilWritten() }
+                drain.addTask { try? await Task.sleep(for: .seconds(5)) }
+                await drain.next()
+                drain.cancelAll()
+            }
             logger.debug("stopping the watches")
             group.cancelAll()
         }

@@ -58,20 +58,44 @@ import Testing
         }
     }
 
-    @Test func finishWritesWhatIsQueuedThenRunReturns() async throws {
+    /// A run cancelled mid-way (leadership lost) leaves what it did not write queued, in order,
+    /// and the next run writes it: nothing lost, nothing written twice.
+    @Test func aCancelledRunLeavesTheRestForTheNextRun() async throws {
         try await DevCluster.withRunning { cluster in
             let client = try await adminClient(cluster)
             let recorder = EventRecorder(client: client, reporter: Self.reporter, logger: quiet)
-            recorder.record(Self.note("a"))
-            recorder.record(Self.note("b"))
-            recorder.finish()
-            try await within(.seconds(20), "run() to return after finish()") { await recorder.run() }
-            #expect(recorder.writtenCount == 2 && recorder.pendingCount == 0)
-            // A later run takes Events recorded meanwhile (a controller that leads again).
-            recorder.record(Self.note("c"))
-            recorder.finish()
-            try await within(.seconds(20), "the second run to return") { await recorder.run() }
-            #expect(recorder.writtenCount == 3)
+            let names = (0..<20).map { "cm-\($0)" }
+            for n in names { recorder.record(Self.note(n)) }
+            let first = Task { await recorder.run() }
+            await Task.yield()
+            first.cancel()
+            await first.value
+            func written() async throws -> [String] {
+                try await client.list(Event.self, namespace: "default").items
+                    .filter { $0.reportingController == "example.com/tests" }.compactMap { $0.regarding?.name }
+            }
+            let afterFirst = try await written()
+            #expect(afterFirst.count + recorder.pendingCount == names.count, "\(afterFirst.count) written, \(recorder.pendingCount) queued")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await recorder.run() }
+                await recorder.waitUntilWritten()
+                group.cancelAll()
+            }
+            let all = try await written()
+            #expect(all.sorted() == names.sorted(), "every Event once")
+            #expect(recorder.pendingCount == 0)
+        }
+    }
+
+    /// A waiter that is cancelled returns, even with Events queued and no run.
+    @Test func waitingIsCancellable() async throws {
+        try await DevCluster.withRunning { cluster in
+            let recorder = EventRecorder(client: try await adminClient(cluster), reporter: Self.reporter, logger: quiet)
+            recorder.record(Self.note("x"))
+            let waiter = Task { await recorder.waitUntilWritten() }
+            waiter.cancel()
+            try await within(.seconds(10), "the cancelled waiter to return") { await waiter.value }
+            #expect(recorder.pendingCount == 1)
         }
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import KubeRuntime
+@testable import KubeRuntime
 import KubetraceFormats
 @testable import KubetraceOperator
 import Testing
@@ -24,16 +24,28 @@ import Testing
         }
     }
 
+    /// The watch's order: the store has the change, then the event is published.
+    static func publish(_ e: WatchEvent<ManagedSecret>, _ feed: SecretFeed, _ store: ReflectorStore<ManagedSecret>) {
+        switch e {
+        case .added(let s), .modified(let s): _ = store.upsert(s)
+        case .deleted(let s): _ = store.remove(s)
+        case .synced: break
+        }
+        feed.publish(e)
+    }
+
     @Test func aLateSubscriberGetsTheStateThenTheChangesInOrder() async throws {
         let feed = SecretFeed(namespace: "kubetrace-system")
-        feed.publish(.added(Self.secret("b", rv: "1")))
-        feed.publish(.added(Self.secret("a", rv: "2")))
-        feed.publish(.modified(Self.secret("b", rv: "3")))
-        feed.publish(.added(Self.secret("gone", rv: "4")))
-        feed.publish(.deleted(Self.secret("gone", rv: "5")))
-        feed.publish(.synced)
+        let store = ReflectorStore<ManagedSecret>()
+        feed.attach(store)
+        Self.publish(.added(Self.secret("b", rv: "1")), feed, store)
+        Self.publish(.added(Self.secret("a", rv: "2")), feed, store)
+        Self.publish(.modified(Self.secret("b", rv: "3")), feed, store)
+        Self.publish(.added(Self.secret("gone", rv: "4")), feed, store)
+        Self.publish(.deleted(Self.secret("gone", rv: "5")), feed, store)
+        Self.publish(.synced, feed, store)
         let stream = feed.subscribe()
-        feed.publish(.modified(Self.secret("a", rv: "6")))
+        Self.publish(.modified(Self.secret("a", rv: "6")), feed, store)
         var seen: [String] = []
         for await e in stream {
             seen.append(Self.describe(e))
@@ -44,15 +56,36 @@ import Testing
 
     @Test func beforeTheWatchSyncsTheSubscriberWaitsForSynced() async throws {
         let feed = SecretFeed(namespace: "kubetrace-system")
-        feed.publish(.added(Self.secret("a", rv: "1")))
+        let store = ReflectorStore<ManagedSecret>()
+        feed.attach(store)
+        Self.publish(.added(Self.secret("a", rv: "1")), feed, store)
         let stream = feed.subscribe()
-        feed.publish(.synced)
+        Self.publish(.synced, feed, store)
         var seen: [String] = []
         for await e in stream {
             seen.append(Self.describe(e))
             if seen.count == 2 { break }
         }
         #expect(seen == ["added a@1", "synced"])
+    }
+
+    /// A subscriber that falls too far behind is ended (it subscribes again from the store).
+    @Test func aSubscriberTooFarBehindIsEnded() async throws {
+        let feed = SecretFeed(namespace: "kubetrace-system", bufferLimit: 4)
+        let store = ReflectorStore<ManagedSecret>()
+        feed.attach(store)
+        let stream = feed.subscribe()
+        for i in 0..<10 { Self.publish(.modified(Self.secret("a", rv: "\(i)")), feed, store) }
+        #expect(feed.subscriberCount == 0)
+        var seen = 0
+        for await _ in stream { seen += 1 }
+        #expect(seen == 4, "the buffered events, then the end")
+        var again: [String] = []
+        for await e in feed.subscribe() {
+            again.append(Self.describe(e))
+            break
+        }
+        #expect(again == ["added a@9"])
     }
 
     @Test func aSubscriberThatStopsIsForgotten() async throws {

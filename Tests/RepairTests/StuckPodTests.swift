@@ -108,6 +108,32 @@ import Testing
     }
 }
 
+/// A stuck Pod waits on its namespace's plumbing; when that repair fails, the Pod itself says
+/// why (`kubectl describe pod`), as it did when the Pod's reconcile made the repair itself.
+@Suite(.timeLimit(.minutes(2))) struct StuckPodWaitingTests {
+    @Test func aFailingPlumbingRepairIsReportedOnTheWaitingPod() async throws {
+        let ns = RepairFixture.ns
+        let seed: @Sendable (KubeClient) async throws -> Void = { admin in
+            // No pull Secret and no way to mint one: its repair fails until someone provides it.
+            _ = try await admin.delete(Secret.self, namespace: ns, name: "kubetrace-registry")
+            let pod = #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"api-1","namespace":"\#(ns)"},"spec":{"containers":[{"name":"api","image":"blr.vultrcr.com/acme/api:2"}]}}"#
+            _ = try await admin.request("POST", path: "/api/v1/namespaces/\(ns)/pods", body: Array(pod.utf8))
+            let status = StuckPodTests.backOff.replacingOccurrences(of: "\"web\"", with: "\"api\"").replacingOccurrences(of: "acme/web:1.4", with: "acme/api:2")
+            _ = try await admin.request("PATCH", path: "/api/v1/namespaces/\(ns)/pods/api-1/status", body: Array(status.utf8),
+                                        contentType: "application/merge-patch+json")
+        }
+        try await RepairFixture.with(seed: seed) { f in
+            try await f.logs.waitFor("repair_failed", count: 3, timeout: .seconds(30))
+            let onPod = try await f.events(about: "api-1", reason: "RepairFailed", in: ns)
+            #expect(!onPod.isEmpty, "\(f.logs.all.joined(separator: "\n"))")
+            #expect(onPod.first?.note?.hasPrefix("Pod cannot pull from blr.vultrcr.com: pull Secret") == true, "\(onPod.first?.note ?? "")")
+            #expect(onPod.first?.type == "Warning")
+            // Retried on the pull Secret's own backoff, not on every Pod change: aggregated on the Pod.
+            #expect(onPod.count == 1)
+        }
+    }
+}
+
 @Suite(.timeLimit(.minutes(2))) struct AdversaryTests {
     /// Another writer strips the reference as soon as it is restored, eight times:
     /// the first repairs are immediate, then they are spaced 1 s, 2 s, 4 s … apart

@@ -61,11 +61,12 @@ public final class EventRecorder: Sendable {
     private struct State {
         var pending: [Note] = []
         var dropped = 0
-        var finished = false
         var written = 0
         /// Taken from `pending`, not yet written.
         var writing = 0
-        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
+        var isIdle: Bool { pending.isEmpty && writing == 0 }
     }
 
     let client: KubeClient
@@ -76,7 +77,7 @@ public final class EventRecorder: Sendable {
     public let aggregationWindow: TimeInterval
     private let state = Mutex(State())
     private let wakeup = Wakeup()
-    /// Touched only by `run()` (one drain at a time).
+    /// Touched only by `run()` (one run at a time).
     private let recent = Mutex<[String: Written]>([:])
 
     public init(client: KubeClient, reporter: Reporter, logger: Logger, clock: RuntimeClock = .system,
@@ -92,7 +93,7 @@ public final class EventRecorder: Sendable {
     /// Queues an Event; never waits. When the buffer is full the Event is dropped and counted.
     public func record(_ note: Note) {
         let accepted = state.withLock { s -> Bool in
-            guard s.pending.count < capacity else { s.dropped += 1; return false }
+            guard s.pending.count + s.writing < capacity else { s.dropped += 1; return false }
             s.pending.append(note)
             return true
         }
@@ -102,61 +103,68 @@ public final class EventRecorder: Sendable {
     /// Events dropped because the buffer was full.
     public var dropped: Int { state.withLock { $0.dropped } }
     /// Events waiting to be written.
-    public var pendingCount: Int { state.withLock { $0.pending.count } }
-    /// Events written or aggregated so far.
+    public var pendingCount: Int { state.withLock { $0.pending.count + $0.writing } }
+    /// Write attempts made so far (a create or an aggregating patch, successful or not).
     public var writtenCount: Int { state.withLock { $0.written } }
 
-    /// `run()` writes what is queued and returns. Events recorded later wait for the next `run()`
-    /// (a controller that loses and regains leadership runs it again).
-    public func finish() {
-        state.withLock { $0.finished = true }
-        wakeup.poke()
-    }
-
-    /// Writes queued Events until cancelled, or until `finish()` and the buffer is empty.
+    /// Writes queued Events until cancelled. Events a cancelled run did not write stay queued,
+    /// in order, for the next run (a controller that loses and regains leadership runs it again).
     public func run() async {
-        // Ready for the next run, whichever way this one ends.
-        defer { state.withLock { $0.finished = false } }
         while !Task.isCancelled {
-            let (batch, finished) = state.withLock { s -> ([Note], Bool) in
-                defer { s.writing = s.pending.count; s.pending.removeAll(keepingCapacity: true) }
-                return (s.pending, s.finished)
+            let batch = state.withLock { s -> [Note] in
+                defer { s.writing += s.pending.count; s.pending.removeAll(keepingCapacity: true) }
+                return s.pending
             }
-            for note in batch {
-                if Task.isCancelled { break }
-                await write(note)
+            for (i, note) in batch.enumerated() {
+                // Cancelled before this note, or while writing it: it and the rest wait for the next run.
+                let done = Task.isCancelled ? false : await write(note)
+                if !done {
+                    let unwritten = Array(batch[i...])
+                    state.withLock { s in
+                        s.pending.insert(contentsOf: unwritten, at: 0)
+                        s.writing -= unwritten.count
+                    }
+                    return
+                }
                 state.withLock { $0.written += 1; $0.writing -= 1 }
             }
             resumeIdleWaiters()
-            if Task.isCancelled { return }
-            if finished, batch.isEmpty { return }
             if batch.isEmpty { _ = await wakeup.wait(until: clock.date.addingTimeInterval(3600), clock: clock) }
         }
     }
 
-    /// Returns once every Event recorded before the call has been written (or given up on).
-    /// For shutdown and tests: a caller that needs its Events on the server waits here.
+    /// Returns once every Event recorded before the call has been written (or given up on), or
+    /// when the calling task is cancelled. For a graceful stop and for tests: a caller that needs
+    /// its Events on the server waits here while `run()` is running.
     public func waitUntilWritten() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s -> Bool in
-                if s.pending.isEmpty && s.writing == 0 { return true }
-                s.idleWaiters.append(c)
-                return false
+        let id = state.withLock { s -> Int in s.nextWaiter += 1; return s.nextWaiter }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                // Under the lock: a cancellation that came before the waiter was stored resumes
+                // it here (its handler found nothing to resume).
+                let now = state.withLock { s -> Bool in
+                    if s.isIdle || Task.isCancelled { return true }
+                    s.idleWaiters[id] = c
+                    return false
+                }
+                if now { c.resume() }
             }
-            if now { c.resume() }
+        } onCancel: {
+            state.withLock { $0.idleWaiters.removeValue(forKey: id) }?.resume()
         }
     }
 
     private func resumeIdleWaiters() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-            guard s.pending.isEmpty, s.writing == 0 else { return [] }
-            defer { s.idleWaiters = [] }
-            return s.idleWaiters
+            guard s.isIdle else { return [] }
+            defer { s.idleWaiters = [:] }
+            return Array(s.idleWaiters.values)
         }
         waiters.forEach { $0.resume() }
     }
 
-    private func write(_ note: Note) async {
+    /// False when the write was cut short by cancellation (the note is to be written again).
+    private func write(_ note: Note) async -> Bool {
         let ref = note.regarding
         let key = "\(ref.kind ?? "")/\(ref.namespace ?? "")/\(ref.name ?? "")/\(note.reason)"
         let now = clock.date
@@ -166,16 +174,16 @@ public final class EventRecorder: Sendable {
         }
         if var seen {
             seen.count += 1
+            guard await bump(seen, at: now) else { return false }
             recent.withLock { $0[key] = seen }
-            await bump(seen, at: now)
-            return
+            return true
         }
-        if let written = await create(note, at: now) {
-            recent.withLock { $0[key] = written }
-        }
+        let (written, interrupted) = await create(note, at: now)
+        if let written { recent.withLock { $0[key] = written } }
+        return !interrupted
     }
 
-    private func create(_ note: Note, at now: Date) async -> Written? {
+    private func create(_ note: Note, at now: Date) async -> (Written?, interrupted: Bool) {
         let ref = note.regarding
         var meta = ObjectMeta(namespace: ref.namespace)
         meta.generateName = "\(ref.name ?? reporter.component).\(note.reason.lowercased())."
@@ -191,7 +199,7 @@ public final class EventRecorder: Sendable {
         let ns = ref.namespace ?? "default"
         do {
             let created = try await client.create(event)
-            return created.metadata.name.map { Written(core: false, namespace: ns, name: $0, count: 1, at: now) }
+            return (created.metadata.name.map { Written(core: false, namespace: ns, name: $0, count: 1, at: now) }, false)
         } catch let e as KubeClientError where e.isNotFound {
             var core = CoreEvent(metadata: meta, involvedObject: ref)
             core.reason = note.reason
@@ -202,14 +210,16 @@ public final class EventRecorder: Sendable {
             core.lastTimestamp = core.firstTimestamp
             core.count = 1
             let created = try? await client.create(core)
-            return created?.metadata.name.map { Written(core: true, namespace: ns, name: $0, count: 1, at: now) }
+            return (created?.metadata.name.map { Written(core: true, namespace: ns, name: $0, count: 1, at: now) }, created == nil && Task.isCancelled)
         } catch {
+            if Task.isCancelled { return (nil, true) }
             logger.debug("cannot record an Event", metadata: ["reason": "\(note.reason)", "error": "\(error)"])
-            return nil
+            return (nil, false)
         }
     }
 
-    private func bump(_ written: Written, at time: Date) async {
+    /// False when cut short by cancellation.
+    private func bump(_ written: Written, at time: Date) async -> Bool {
         do {
             if written.core {
                 _ = try await client.patch(CoreEvent.self, namespace: written.namespace, name: written.name,
@@ -219,7 +229,9 @@ public final class EventRecorder: Sendable {
                                            .merge(.object(["series": .object(["count": .int(written.count), "lastObservedTime": .string(RFC3339.formatMicro(time))])])))
             }
         } catch {
+            if Task.isCancelled { return false }
             logger.debug("cannot update an Event", metadata: ["event": "\(written.name)", "error": "\(error)"])
         }
+        return true
     }
 }

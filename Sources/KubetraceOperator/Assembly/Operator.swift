@@ -79,12 +79,14 @@ public struct Operator: Sendable {
         // One watch of the operator namespace's Secrets serves both sides: the repair side's
         // (always running), fed to the refresh side (while leading).
         let secretFeed = SecretFeed(namespace: names.namespace)
-        let refresh = RefreshService(client: client, configuration: config.refresh, logger: logger, secretFeed: secretFeed)
+        // One Event recorder for the process, off every reconcile's path (client-go's broadcaster).
+        let events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: config.refresh.instance), logger: logger)
+        let refresh = RefreshService(client: client, configuration: config.refresh, logger: logger, secretFeed: secretFeed, events: events)
         let repair = RepairService(client: client, configuration: config.repair, logger: logger, watchIdleTimeout: config.watchIdleTimeout,
-                                   minter: config.refresh.vultr != nil ? refresh : nil, secretFeed: secretFeed)
+                                   minter: config.refresh.vultr != nil ? refresh : nil, secretFeed: secretFeed, events: events)
         watchHealth?.attach { repair.watchStats }
         let health = LoopHealth()
-        let service = OperatorService(refresh: refresh, repair: repair, elector: elector, health: health, logger: logger)
+        let service = OperatorService(refresh: refresh, repair: repair, elector: elector, events: events, health: health, logger: logger)
         let notifier = SystemdNotifier(logger: logger)
         let systemd = SystemdService(notifier: notifier, repair: repair, elector: elector, status: status, health: health, reload: { [logger] in
             // SIGHUP: credential files are read again; the watches and their state stay.

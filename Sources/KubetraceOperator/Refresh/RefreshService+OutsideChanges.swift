@@ -11,8 +11,12 @@ extension RefreshService {
     func watchForOutsideChanges(kubeconfig: CredentialLoop, registry: CredentialLoop?) async throws {
         var synced = false
         if let secretFeed {
-            for await event in secretFeed.subscribe() {
-                observe(event, synced: &synced, kubeconfig: kubeconfig, registry: registry)
+            // A subscription ends only when this side fell too far behind: start over from the store.
+            while !Task.isCancelled {
+                synced = false
+                for await event in secretFeed.subscribe() {
+                    observe(event, synced: &synced, kubeconfig: kubeconfig, registry: registry)
+                }
             }
             return
         }

@@ -17,6 +17,8 @@ public struct RefreshService: Sendable {
     let random: RandomSource
     let writer: SecretWriter
     let events: EventRecorder
+    /// This service made its recorder, so it runs it (alone, as in tests); otherwise its owner does.
+    let ownsEvents: Bool
     /// What this process last wrote into each managed key, so its own writes (whose
     /// watch events can arrive before the write call returns) never count as outside changes.
     let ownWrites = OwnWrites()
@@ -33,20 +35,22 @@ public struct RefreshService: Sendable {
 
     public init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger,
                 clock: RuntimeClock = .system, random: RandomSource = .system) {
-        self.init(client: client, configuration: configuration, logger: logger, clock: clock, random: random, secretFeed: nil)
+        self.init(client: client, configuration: configuration, logger: logger, clock: clock, random: random, secretFeed: nil, events: nil)
     }
 
-    /// With `secretFeed`, the operator namespace's Secrets come from that watch (the repair side's).
+    /// With `secretFeed`, the operator namespace's Secrets come from that watch (the repair side's);
+    /// with `events`, Events go to that recorder, which its owner runs (the daemon's one recorder).
     init(client: KubeClient, configuration: RefreshConfiguration, logger: Logger,
-         clock: RuntimeClock = .system, random: RandomSource = .system, secretFeed: SecretFeed?) {
+         clock: RuntimeClock = .system, random: RandomSource = .system, secretFeed: SecretFeed?, events: EventRecorder?) {
         self.secretFeed = secretFeed
+        self.ownsEvents = events == nil
         self.client = client
         self.config = configuration
         self.logger = logger
         self.clock = clock
         self.random = random
         writer = SecretWriter(client: client)
-        events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
+        self.events = events ?? EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
     }
 
     var ns: String { config.names.namespace }
@@ -67,7 +71,7 @@ public struct RefreshService: Sendable {
         loops.set([kubeconfigLoop] + (registryLoop.map { [$0] } ?? []))
         defer { loops.set([]) }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.events.run() }
+            if ownsEvents { group.addTask { await self.events.run() } }
             group.addTask { await kubeconfigLoop.run() }
             if let registryLoop { group.addTask { await registryLoop.run() } }
             group.addTask { try await self.watchForOutsideChanges(kubeconfig: kubeconfigLoop, registry: registryLoop) }

@@ -58,6 +58,8 @@ public final class RepairService: Sendable {
     let pods: StuckPodHandler
     /// Events about repairs, written off the workers' path (aggregated, bounded).
     let events: EventRecorder
+    /// This service made its recorder, so its workers run it (alone, as in tests); otherwise its owner does.
+    let ownsEvents: Bool
     /// The operator namespace's Secrets as this side's watch sees them, for the refresh side.
     let secretFeed: SecretFeed
     /// The reflectors' shared stores, which the handlers read.
@@ -75,20 +77,22 @@ public final class RepairService: Sendable {
     public convenience init(client: KubeClient, configuration: RepairConfiguration, logger: Logger, watchIdleTimeout: Duration = .seconds(90),
                             minter: (any PullCredentialMinter)? = nil) {
         self.init(client: client, configuration: configuration, logger: logger, watchIdleTimeout: watchIdleTimeout, minter: minter,
-                  secretFeed: SecretFeed(namespace: configuration.names.namespace))
+                  secretFeed: SecretFeed(namespace: configuration.names.namespace), events: nil)
     }
 
-    /// `secretFeed` gets every event of the operator namespace's Secret watch (for the refresh side).
+    /// `secretFeed` gets every event of the operator namespace's Secret watch (for the refresh side);
+    /// with `events`, Events go to that recorder, which its owner runs (the daemon's one recorder).
     init(client: KubeClient, configuration: RepairConfiguration, logger: Logger, watchIdleTimeout: Duration = .seconds(90),
-         minter: (any PullCredentialMinter)?, secretFeed: SecretFeed) {
+         minter: (any PullCredentialMinter)?, secretFeed: SecretFeed, events: EventRecorder?) {
         self.secretFeed = secretFeed
+        self.ownsEvents = events == nil
         ctx = RepairContext(client: client, config: configuration, logger: logger)
         scope = NamespaceScope(operatorNamespace: configuration.names.namespace, targets: configuration.targetNamespaces)
         pullSecrets = PullSecretHandler(ctx: ctx, scope: scope, secrets: secretStores, minter: minter)
         accounts = ServiceAccountHandler(ctx: ctx, scope: scope, accounts: accountStores)
         rbac = RBACHandler(ctx: ctx)
         pods = StuckPodHandler(ctx: ctx, scope: scope, pullSecrets: pullSecrets, accounts: accounts)
-        events = EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
+        self.events = events ?? EventRecorder(client: client, reporter: .kubetraceOperator(instance: configuration.instance), logger: logger)
         self.watchIdleTimeout = watchIdleTimeout
     }
 
@@ -113,7 +117,8 @@ public final class RepairService: Sendable {
                 // The operator namespace's Secrets are watched whole, once: the pull Secret for the
                 // repair, and (through `secretFeed`) the kubeconfig and operator Secrets for the refresh.
                 let home = s == ns
-                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField, stores: secretStores, in: &group) {
+                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField, stores: secretStores,
+                      feed: home ? secretFeed : nil, in: &group) {
                     if home { self.secretFeed.publish($0) }
                     return await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0))
                 }
@@ -125,7 +130,8 @@ public final class RepairService: Sendable {
             if !scopes.contains(ns) {
                 // Cluster-wide scope: the pull Secrets come from the watch above; the operator
                 // namespace's other Secrets, for the refresh, from this one.
-                watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, stores: secretStores, in: &group) { self.secretFeed.publish($0); return [] }
+                // Not in `secretStores`: the handlers read the store of the watch that drives them.
+                watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, feed: secretFeed, in: &group) { self.secretFeed.publish($0); return [] }
             }
             watch(RawProjection<Role>.self, "roles@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyRole)", in: &group) { await self.rbac.observe(role: $0) }
             watch(RawProjection<RoleBinding>.self, "rolebindings@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyBinding)", in: &group) { await self.rbac.observe(binding: $0) }
@@ -138,7 +144,7 @@ public final class RepairService: Sendable {
     }
 
     private func watch<P: Projection>(_ type: P.Type, _ name: String, namespace: String?, fieldSelector: String? = nil, labelSelector: String? = nil,
-                                      stores: ScopedStores<P>? = nil, in group: inout ThrowingTaskGroup<Void, any Error>,
+                                      stores: ScopedStores<P>? = nil, feed: SecretFeed? = nil, in group: inout ThrowingTaskGroup<Void, any Error>,
                                       handle: @escaping @Sendable (WatchEvent<P>) async -> [RepairKey]) {
         var options = ReflectorOptions(namespace: namespace)
         options.fieldSelector = fieldSelector
@@ -147,6 +153,7 @@ public final class RepairService: Sendable {
         let reflector = Reflector<P>(client: ctx.client, options: options, logger: ctx.logger)
         watchStatsByName.withLock { $0[name] = reflector.stats }
         stores?.add(reflector.store, namespace: namespace)
+        if let feed, let secrets = reflector.store as? ReflectorStore<ManagedSecret> { feed.attach(secrets) }
         sync.expect(name)
         let channel = AsyncChannel<[WatchEvent<P>]>()
         group.addTask { [logger = ctx.logger] in
@@ -216,11 +223,13 @@ public final class RepairService: Sendable {
         if Task.isCancelled { return }
         // Everything is looked at again on (re)gaining leadership.
         await enqueueAll()
+        guard ownsEvents else { await reconcileQueued(); return }
         await withTaskGroup(of: Void.self) { recorder in
             recorder.addTask { await self.events.run() }
             await reconcileQueued()
-            // Drained: the Events of the last reconciles are written before the workers return.
-            events.finish()
+            // Drained (not cancelled): the last reconciles' Events are written before the workers return.
+            if !Task.isCancelled { await events.waitUntilWritten() }
+            recorder.cancelAll()
         }
     }
 
@@ -285,8 +294,9 @@ public final class RepairService: Sendable {
                 ctx.logger.warning("\(episode.note)", metadata: ["event": "repair_throttled", "object": "\(episode.regarding.namespace ?? "")/\(episode.regarding.name ?? "")"])
             }
         case .waiting(let keys):
-            // The keys this one depends on; their watches bring it back once they change.
-            for k in keys { await queue.add(k) }
+            // The keys this one depends on; their watches bring it back once they change. A key
+            // in failure backoff keeps its retry time (a Pod's churn must not hurry it).
+            for k in keys where failures.withLock({ $0.failureCount(k) }) == 0 { await queue.add(k) }
             ctx.logger.debug("waiting on other repairs", metadata: ["key": "\(key)", "waiting_on": "\(keys.map(\.description).joined(separator: ", "))"])
         case .failed(let r):
             let (delay, count) = failures.withLock { f in (f.failed(key), f.failureCount(key)) }
@@ -294,6 +304,11 @@ public final class RepairService: Sendable {
             Counter(label: "kubetrace_repairs_total", dimensions: [("kind", kind), ("outcome", "failed")]).increment()
             // One line per attempt: the backoff (1 s … 5 min) limits the rate.
             events.record(r.event(warning: true))
+            // The stuck Pods waiting on this repair say why on themselves too (`kubectl describe pod`).
+            for pod in await pods.waiting(on: key) {
+                events.record(RepairReport(regarding: pod, reason: "RepairFailed",
+                                           note: "Pod cannot pull from \(ctx.config.registryHost): \(r.note)").event(warning: true))
+            }
             ctx.logger.warning("\(r.note)", metadata: ["event": "repair_failed", "object": "\(r.regarding.namespace ?? "")/\(r.regarding.name ?? "")",
                                                        "kind": "\(r.regarding.kind ?? "")", "attempt": "\(count)", "retry_in": "\(Int(delay))s"])
         }

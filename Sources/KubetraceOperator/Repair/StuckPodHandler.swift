@@ -61,6 +61,20 @@ actor StuckPodHandler {
         told.remove(p.meta.uid)
     }
 
+    /// The stuck Pods whose plumbing `key` is: the namespace's pull Secret, or a ServiceAccount
+    /// they run as (by the watch's view).
+    func waiting(on key: RepairKey) -> [ObjectReference] {
+        let matches: (PodProjection) -> Bool
+        switch key {
+        case .pullSecret(let ns): matches = { $0.meta.namespace == ns }
+        case .serviceAccount(let ns, let name): matches = { $0.meta.namespace == ns && ($0.serviceAccountName.isEmpty ? "default" : $0.serviceAccountName) == name }
+        default: return []
+        }
+        return stuck.values.filter { matches($0) && scope.contains($0.meta.namespace) }
+            .sorted { $0.meta.name < $1.meta.name }
+            .map { ObjectReference(apiVersion: "v1", kind: "Pod", namespace: $0.meta.namespace, name: $0.meta.name, uid: $0.meta.uid) }
+    }
+
     /// The stuck Pods of a namespace that just came into scope.
     func keys(in namespace: String) -> [RepairKey] {
         stuck.keys.filter { $0.namespace == namespace }.map { .pod(namespace: $0.namespace, name: $0.name) }
