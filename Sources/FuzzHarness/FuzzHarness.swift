@@ -25,7 +25,7 @@ public enum FuzzHarness {
     @Sendable public static func watchLines(_ data: UnsafeRawBufferPointer) {
         let bytes = Array(data)
         var framer = LineFramer(maxLineBytes: 4096)
-        let decoder = WatchDecoder()
+        let decoder = WatchDecoder(keptSecretValues: ManagedSecretKeys.keptKeys)
         var seen: [[UInt8]] = []
         var offset = 0
         var chunk = max(1, Int(bytes.first ?? 7) % 64)

@@ -165,22 +165,13 @@ extension Projection {
     public static var metadataKept: MetadataKept { .all }
 }
 
-/// Which of a Secret's data values a `SecretProjection` keeps: the caller's knowledge,
-/// given as a type so that the projection stays a plain value the decoder fills.
-public protocol SecretValueSelection: Sendable {
-    /// Data keys whose values are kept (decoded, redacted in every printout). Others keep their name only.
-    static var keptKeys: Set<String> { get }
-}
-
-/// Keeps no values: names and types only.
-public enum NoSecretValues: SecretValueSelection {
-    public static var keptKeys: Set<String> { [] }
-}
-
-/// A Secret: its type, the names of its data keys, and the values of the keys `Kept` names.
-public struct SecretProjection<Kept: SecretValueSelection>: Projection, Equatable {
-    public static var resource: ResourceType { Secret.resource }
-    public static var decoding: DecodingProfile { .secret }
+/// A Secret: its type, the names of its data keys, and the values of the keys the caller
+/// asked to keep (`ReflectorOptions.keptSecretValues`; none by default). Which keys is the
+/// caller's knowledge, passed in at run time, so the type stays concrete and the watch path
+/// stays specialized for it.
+public struct SecretProjection: Projection, Equatable {
+    public static let resource = Secret.resource
+    public static let decoding = DecodingProfile.secret
     public var meta = MetaProjection()
     public var type = ""
     public var dataKeys: [String] = []
@@ -193,7 +184,7 @@ public struct SecretProjection<Kept: SecretValueSelection>: Projection, Equatabl
             case .data:
                 let key = e.sharedKey
                 dataKeys.append(key)
-                if Kept.keptKeys.contains(key) {
+                if entries.keepsValue(of: key) {
                     // An undecodable value is kept as empty bytes: the handler sees it is corrupt.
                     values[key] = SecretBytes(Data(base64Encoded: e.value).map(Array.init) ?? [])
                 }

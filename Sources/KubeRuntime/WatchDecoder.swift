@@ -47,6 +47,17 @@ public struct DecodedEntry {
 public struct DecodedEntries: Sequence {
     let entries: UnsafeBufferPointer<kt_entry>
     let interner: StringInterner?
+    /// Secret data keys whose values the caller keeps (`WatchDecoder.keptSecretValues`).
+    let keptValues: Set<String>
+
+    init(entries: UnsafeBufferPointer<kt_entry>, interner: StringInterner?, keptValues: Set<String> = []) {
+        self.entries = entries
+        self.interner = interner
+        self.keptValues = keptValues
+    }
+
+    /// Whether a Secret data value under `key` is to be kept (decoded); others keep their name only.
+    public func keepsValue(of key: String) -> Bool { !keptValues.isEmpty && keptValues.contains(key) }
 
     public struct Iterator: IteratorProtocol {
         var index: UnsafeBufferPointer<kt_entry>.Index
@@ -88,8 +99,12 @@ public final class WatchDecoder {
     /// Bytes of readable slack simdjson needs after the data.
     public static let padding = Int(kt_padding())
 
-    public init() {
+    /// Secret data keys whose values projections keep: the caller's choice (none by default).
+    public let keptSecretValues: Set<String>
+
+    public init(keptSecretValues: Set<String> = []) {
         decoder = kt_decoder_new()
+        self.keptSecretValues = keptSecretValues
     }
 
     deinit { kt_decoder_free(decoder) }
@@ -108,7 +123,7 @@ public final class WatchDecoder {
         }
         switch type {
         case "ADDED", "MODIFIED", "DELETED":
-            let p = P(entries: DecodedEntries(entries: list, interner: interner))
+            let p = P(entries: DecodedEntries(entries: list, interner: interner, keptValues: keptSecretValues))
             guard !p.meta.name.isEmpty, !p.meta.resourceVersion.isEmpty else {
                 throw WatchDecodingError(reason: "\(type) event without metadata.name or metadata.resourceVersion")
             }
@@ -154,11 +169,11 @@ public final class WatchDecoder {
             if e.field == KT_F_LIST_RESOURCE_VERSION.rawValue { rv = Self.text(e.value, e.value_len) }
             else if e.field == KT_F_LIST_CONTINUE.rawValue { cont = Self.text(e.value, e.value_len) }
             else if e.field == KT_F_ITEM_BEGIN.rawValue {
-                if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s..<i]), interner: interner))) }
+                if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s..<i]), interner: interner, keptValues: keptSecretValues))) }
                 start = i + 1
             }
         }
-        if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s...]), interner: interner))) }
+        if let s = start { items.append(P(entries: DecodedEntries(entries: UnsafeBufferPointer(rebasing: list[s...]), interner: interner, keptValues: keptSecretValues))) }
         return (items, rv, (cont?.isEmpty ?? true) ? nil : cont)
     }
 

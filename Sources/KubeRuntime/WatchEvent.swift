@@ -69,7 +69,7 @@ public struct ProjectionStore<P: Projection>: Sendable {
 /// framing, decoding, store update. The reflector and the benchmark share it.
 public struct WatchStreamProcessor<P: Projection> {
     public var framer: LineFramer
-    let decoder = WatchDecoder()
+    let decoder: WatchDecoder
     public var store = ProjectionStore<P>()
     /// When set (a reflector's), changes are applied there instead of `store`: one copy of the
     /// objects, shared with the reflector's readers.
@@ -91,8 +91,10 @@ public struct WatchStreamProcessor<P: Projection> {
         case error(code: Int, message: String)
     }
 
-    public init(maxLineBytes: Int = 16 << 20) {
+    /// `keptSecretValues`: the Secret data keys whose values `SecretProjection`s keep.
+    public init(maxLineBytes: Int = 16 << 20, keptSecretValues: Set<String> = []) {
         framer = LineFramer(maxLineBytes: maxLineBytes)
+        decoder = WatchDecoder(keptSecretValues: keptSecretValues)
     }
 
     /// Convenience for byte arrays.
@@ -107,6 +109,7 @@ public struct WatchStreamProcessor<P: Projection> {
     /// Consumes a chunk, appending the resulting events to `out`. Stops at the
     /// first signal (the caller acts on it); lines after it stay buffered and
     /// are processed by the next call (pass an empty chunk to continue at once).
+    @_specialize(exported: true, where P == SecretProjection)
     @_specialize(exported: true, where P == PodProjection)
     @_specialize(exported: true, where P == ServiceAccountProjection)
     public mutating func consume(_ chunk: UnsafeRawBufferPointer, into out: inout [WatchEvent<P>]) throws -> Signal? {
@@ -122,6 +125,7 @@ public struct WatchStreamProcessor<P: Projection> {
 
     /// During a streaming list: collects the synthetic ADDED objects instead of
     /// applying them, so the caller can replace the store and deliver the difference.
+    @_specialize(exported: true, where P == SecretProjection)
     @_specialize(exported: true, where P == PodProjection)
     @_specialize(exported: true, where P == ServiceAccountProjection)
     public mutating func consume(_ chunk: UnsafeRawBufferPointer, collectingInto items: inout [P]) throws -> Signal? {

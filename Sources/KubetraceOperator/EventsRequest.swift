@@ -34,7 +34,7 @@ public struct EventsRequest: Sendable, ClusterCommand {
 
     public func run() async throws {
         let client = try connect()
-        var watchOptions = ReflectorOptions(namespace: allNamespaces ? nil : cluster.namespace)
+        var watchOptions = ReflectorOptions.managed(namespace: allNamespaces ? nil : cluster.namespace)
         if let w = watchIdleTimeout ?? ProcessInfo.processInfo.environment["WATCH_IDLE_TIMEOUT"], let d = DurationParser.parse(w) { watchOptions.idleTimeout = d }
         let logger = Logger(label: "kubetrace.events")
         let printer = EventPrinter(limit: maxEvents, summary: output == "summary")

@@ -62,7 +62,7 @@ struct DevClusterBench: AsyncParsableCommand {
             // 2. Our watchers (Reflector: streaming list, then watch) see every update the writers make.
             var logger = Logger(label: "bench")
             logger.logLevel = .error
-            var options = ReflectorOptions(namespace: "bench")
+            var options = ReflectorOptions.managed(namespace: "bench")
             options.idleTimeout = .seconds(600)
             let reflectors = (0..<watchers).map { _ in Reflector<ManagedSecret>(client: client, options: options, logger: logger) }
             let delivered: Double = try await withThrowingTaskGroup(of: Void.self) { group in

@@ -37,7 +37,7 @@ struct DecodeBench: AsyncParsableCommand {
         var best = Double.infinity
         var delivered = 0
         for _ in 0..<passes {
-            var processor = WatchStreamProcessor<P>()
+            var processor = WatchStreamProcessor<P>(keptSecretValues: ManagedSecretKeys.keptKeys)
             var batch: [WatchEvent<P>] = []
             batch.reserveCapacity(256)
             var count = 0

@@ -53,7 +53,7 @@ struct SyncBench: AsyncParsableCommand {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         let podR = Reflector<PodProjection>(client: client, logger: logger)
-        let secretR = Reflector<ManagedSecret>(client: client, logger: logger)
+        let secretR = Reflector<ManagedSecret>(client: client, options: .managed(namespace: nil), logger: logger)
         let saR = Reflector<ServiceAccountProjection>(client: client, logger: logger)
         let synced: Double = try await withThrowingTaskGroup(of: Void.self) { group in
             let c1 = AsyncChannel<[WatchEvent<PodProjection>]>(), c2 = AsyncChannel<[WatchEvent<ManagedSecret>]>(), c3 = AsyncChannel<[WatchEvent<ServiceAccountProjection>]>()

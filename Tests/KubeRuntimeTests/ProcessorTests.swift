@@ -11,7 +11,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
 
 @Suite struct ProcessorTests {
     @Test func decodesProjectionsAndKeepsOnlyManagedValues() throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         let line = secretLine("ADDED", "s1", rv: 7, data: [".dockerconfigjson": #"{"auths":{}}"#, "other": "CANARY"])
         _ = try p.consume(Array(line.utf8), into: &out)
@@ -28,7 +28,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
     }
 
     @Test func modifiedOfUnknownIsAddedAndDeleteOfUnknownIsDropped() throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         _ = try p.consume(Array((secretLine("MODIFIED", "a", rv: 2) + secretLine("DELETED", "zzz", rv: 3) + secretLine("MODIFIED", "a", rv: 4) + secretLine("DELETED", "a", rv: 5)).utf8), into: &out)
         #expect(out.map(\.typeName) == ["added", "modified", "deleted"])
@@ -37,7 +37,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
     }
 
     @Test func badLinesAreSkippedAndCounted() throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         let stream = secretLine("ADDED", "a", rv: 2) + "this is not json\n" + #"{"type":"EXPLODED","object":{}}"# + "\n"
             + #"{"type":"ADDED","object":{"kind":"Secret"}}"# + "\n" + "\n" + secretLine("ADDED", "b", rv: 3)
@@ -50,21 +50,21 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
     }
 
     @Test func bookmarksAndErrors() throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         let bookmark = #"{"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"12746"}}}"# + "\n"
         #expect(try p.consume(Array(bookmark.utf8), into: &out) == nil)
         #expect(p.resourceVersion == "12746")
         let expired = #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (2)","reason":"Expired","code":410}}"# + "\n"
         #expect(try p.consume(Array(expired.utf8), into: &out) == .expired("too old resource version: 1 (2)"))
-        var q = WatchStreamProcessor<TestSecret>()
+        var q = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         let other = #"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"boom","reason":"InternalError","code":500}}"# + "\n"
         #expect(try q.consume(Array(other.utf8), into: &out) == .error(code: 500, message: "boom"))
         #expect(out.isEmpty)
     }
 
     @Test func overlongLinesAreRefused() throws {
-        var p = WatchStreamProcessor<TestSecret>(maxLineBytes: 1024)
+        var p = WatchStreamProcessor<TestSecret>(maxLineBytes: 1024, keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         #expect(throws: LineFramer.LineTooLong.self) {
             _ = try p.consume([UInt8](repeating: UInt8(ascii: "x"), count: 2048), into: &out)
@@ -78,7 +78,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
         for i in 0..<200 { stream += secretLine(i % 3 == 2 ? "MODIFIED" : "ADDED", "s\(i % 50)", rv: 10 + i) }
         let bytes = Array(stream.utf8)
         func events(_ splits: [Int]) throws -> [String] {
-            var p = WatchStreamProcessor<TestSecret>()
+            var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
             var out: [WatchEvent<TestSecret>] = []
             var start = 0
             for end in splits + [bytes.count] where end > start {
@@ -96,7 +96,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
         for _ in 0..<200 {
             var corrupt = bytes
             for _ in 0..<Int.random(in: 1...20, using: &rng) { corrupt[Int.random(in: 0..<corrupt.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
-            var p = WatchStreamProcessor<TestSecret>()
+            var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
             var out: [WatchEvent<TestSecret>] = []
             _ = try? p.consume(corrupt, into: &out)
             #expect(out.count <= 200)
@@ -123,7 +123,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
     @Test func linesAfterTheEndBookmarkStayBuffered() throws {
         let end = #"{"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"20","annotations":{"k8s.io/initial-events-end":"true"}}}}"# + "\n"
         let chunk = secretLine("ADDED", "a", rv: 10) + secretLine("ADDED", "b", rv: 11) + end + secretLine("MODIFIED", "a", rv: 21) + secretLine("ADDED", "c", rv: 22)
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var initial: [TestSecret] = []
         #expect(try p.consume(Array(chunk.utf8), collectingInto: &initial) == .initialEventsEnd)
         #expect(initial.map(\.meta.name) == ["a", "b"])
@@ -137,7 +137,7 @@ func secretLine(_ type: String, _ name: String, rv: Int, data: [String: String] 
 
     @Test func aPlainBookmarkDuringAStreamingListMeansUnsupported() throws {
         let plain = #"{"type":"BOOKMARK","object":{"kind":"Secret","apiVersion":"v1","metadata":{"resourceVersion":"20"}}}"# + "\n"
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var initial: [TestSecret] = []
         #expect(try p.consume(Array((secretLine("ADDED", "a", rv: 10) + plain).utf8), collectingInto: &initial) == .plainBookmark)
     }

@@ -91,7 +91,7 @@ private func expectProjection<P: Projection>(_ p: P, _ o: JSONValue, _ what: Str
 /// stream carries it) and as two list items (a list answer may be indented).
 private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what: String) throws {
     let o = try JSONValue.parse(object)
-    var p = WatchStreamProcessor<P>()
+    var p = WatchStreamProcessor<P>(keptSecretValues: TestSecretKeys.keptKeys)
     if !object.contains(UInt8(ascii: "\n")) {
         var out: [WatchEvent<P>] = []
         var lines: [UInt8] = []
@@ -168,7 +168,7 @@ private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what:
     }
 
     private func expectBookmark<P: Projection>(_ type: P.Type, _ line: [UInt8], end: Bool, _ what: String) throws {
-        var p = WatchStreamProcessor<P>()
+        var p = WatchStreamProcessor<P>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<P>] = []
         let signal = try p.consume(line, into: &out)
         #expect(p.takeDecodeErrors().isEmpty, "\(what) bookmark skipped by \(P.self)")
@@ -215,7 +215,7 @@ private func roundTrip<P: Projection>(_ type: P.Type, _ object: [UInt8], _ what:
         try roundTrip(TestSecret.self, Array(secret.utf8), "secret with nulls")
         let sa = #"{"kind":"ServiceAccount","apiVersion":"v1","metadata":{"name":"a","namespace":"ns","resourceVersion":"3"},"imagePullSecrets":null,"secrets":null}"#
         try roundTrip(ServiceAccountProjection.self, Array(sa.utf8), "service account with nulls")
-        let p = WatchStreamProcessor<TestSecret>()
+        let p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         let empty = try p.decodeList(Array(#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":null}"#.utf8))
         #expect(empty.items.isEmpty && empty.resourceVersion == "5")
     }

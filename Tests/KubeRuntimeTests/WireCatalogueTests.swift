@@ -34,7 +34,7 @@ import Testing
 
     @Test(arguments: cases)
     func badLineIsSkippedWithItsReasonAndNothingAroundItIsLost(c: Case) throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         let before = Array(secretLine("ADDED", "before", rv: 2).utf8)
         let after = Array(secretLine("ADDED", "after", rv: 3).utf8)
@@ -49,7 +49,7 @@ import Testing
     /// A Secret value that is not base64 arrives as an empty (so: corrupt) value; its other keys
     /// and the rest of the stream are intact.
     @Test func nonBase64SecretDataIsCorruptNotACrash() throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         let line = #"{"type":"ADDED","object":{"kind":"Secret","metadata":{"name":"s","namespace":"ns","resourceVersion":"4"},"type":"kubernetes.io/dockerconfigjson","data":{".dockerconfigjson":"%%%not base64","kubeconfig":"YQ=="}}}"# + "\n"
         _ = try p.consume(Array((line + secretLine("ADDED", "next", rv: 5)).utf8), into: &out)
@@ -62,7 +62,7 @@ import Testing
     /// A line past 16 MiB ends the stream with an error naming the limit (the reflector then
     /// resumes from the last resourceVersion); the buffer never grows past it.
     @Test func linesOver16MiBAreRefused() throws {
-        var p = WatchStreamProcessor<TestSecret>()
+        var p = WatchStreamProcessor<TestSecret>(keptSecretValues: TestSecretKeys.keptKeys)
         var out: [WatchEvent<TestSecret>] = []
         _ = try p.consume(Array(secretLine("ADDED", "ok", rv: 2).utf8), into: &out)
         let chunk = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 20)

@@ -116,8 +116,11 @@ public final class EventRecorder: Sendable {
                 return s.pending
             }
             for (i, note) in batch.enumerated() {
-                // Cancelled before this note, or while writing it: it and the rest wait for the next run.
-                let done = Task.isCancelled ? false : await write(note)
+                // A write once begun is finished, even if this run is cancelled meanwhile: a request
+                // cut short may have created the Event already, and writing it again would make two.
+                // (An unstructured task does not inherit cancellation; it is awaited here, so it ends
+                // within the client's request timeout.) Notes not begun wait for the next run.
+                let done = Task.isCancelled ? false : await Task { await self.write(note) }.value
                 if !done {
                     let unwritten = Array(batch[i...])
                     state.withLock { s in

@@ -60,6 +60,9 @@ public struct ReflectorOptions: Sendable {
     /// Try a streaming list (`sendInitialEvents`) before paged LIST.
     public var useStreamingList = true
     public var maxLineBytes = 16 << 20
+    /// Secret data keys whose values `SecretProjection`s keep (decoded, redacted in every
+    /// printout); the others keep their names only. The caller's knowledge: none by default.
+    public var keptSecretValues: Set<String> = []
 
     public init(namespace: String? = nil) { self.namespace = namespace }
 }
@@ -106,7 +109,7 @@ public struct Reflector<P: Projection>: Sendable {
 
     /// Runs until cancelled, sending batches of events into `channel`.
     public func run(into channel: AsyncChannel<[WatchEvent<P>]>) async throws {
-        var processor = WatchStreamProcessor<P>(maxLineBytes: options.maxLineBytes)
+        var processor = WatchStreamProcessor<P>(maxLineBytes: options.maxLineBytes, keptSecretValues: options.keptSecretValues)
         processor.sharedStore = store
         var machine = ReflectorMachine(options: options, random: random)
         var action = machine.start()

@@ -20,7 +20,7 @@ extension RefreshService {
             }
             return
         }
-        var options = ReflectorOptions(namespace: ns)
+        var options = ReflectorOptions.managed(namespace: ns)
         options.labelSelector = nil
         let reflector = Reflector<ManagedSecret>(client: client, options: options, logger: logger)
         let channel = AsyncChannel<[WatchEvent<ManagedSecret>]>()

@@ -146,7 +146,7 @@ public final class RepairService: Sendable {
     private func watch<P: Projection>(_ type: P.Type, _ name: String, namespace: String?, fieldSelector: String? = nil, labelSelector: String? = nil,
                                       stores: ScopedStores<P>? = nil, feed: SecretFeed? = nil, in group: inout ThrowingTaskGroup<Void, any Error>,
                                       handle: @escaping @Sendable (WatchEvent<P>) async -> [RepairKey]) {
-        var options = ReflectorOptions(namespace: namespace)
+        var options = ReflectorOptions.managed(namespace: namespace)
         options.fieldSelector = fieldSelector
         options.labelSelector = labelSelector
         options.idleTimeout = watchIdleTimeout
