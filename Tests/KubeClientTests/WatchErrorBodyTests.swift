@@ -14,12 +14,7 @@ import Testing
             while write(filler) {}
         }
         defer { server.close() }
-        let yaml = """
-        current-context: c
-        clusters: [{name: c, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
-        contexts: [{name: c, context: {cluster: c}}]
-        """
-        let client = KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "t", directory: "/")))
+        let client = try server.client()
         // Draining the body to its end never finishes; reading 64 KiB takes milliseconds.
         let error = try await within(.seconds(20), "the watch's error") { () -> KubeClientError? in
             await expectClientError { _ = try await client.stream(path: "/api/v1/pods", query: [("watch", "1")]) }

@@ -185,15 +185,7 @@ struct Replay {
             while write(LoopbackHTTPServer.chunk("\n")) { Thread.sleep(forTimeInterval: 0.05) }
         }
         defer { server.close() }
-        let yaml = """
-        apiVersion: v1
-        kind: Config
-        current-context: c
-        clusters: [{name: c, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
-        contexts: [{name: c, context: {cluster: c, user: u}}]
-        users: [{name: u, user: {token: t}}]
-        """
-        let client = KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "k", directory: "/")))
+        let client = try server.client()
         var ro = ReflectorOptions(namespace: "default")
         ro.initialBackoff = .milliseconds(5)
         try await withReflector(TestSecret.self, client: client, options: ro) { reflector, it in

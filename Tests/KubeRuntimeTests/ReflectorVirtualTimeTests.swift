@@ -44,15 +44,7 @@ func next<T: Sendable>(_ stream: AsyncStream<T>, within limit: Duration, _ what:
             arrived.yield(n)
         }
         defer { server.close() }
-        let yaml = """
-        apiVersion: v1
-        kind: Config
-        current-context: c
-        clusters: [{name: c, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
-        contexts: [{name: c, context: {cluster: c, user: u}}]
-        users: [{name: u, user: {token: t}}]
-        """
-        let client = KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "k", directory: "/")))
+        let client = try server.client()
 
         let (sleeps, slept) = AsyncStream.makeStream(of: Duration.self)
         let testClock = TestClock<Duration>()

@@ -1,4 +1,5 @@
 public import Foundation
+public import KubeClient
 import Synchronization
 
 /// A misbehaving HTTP/1.1 server on 127.0.0.1 (the devcluster only behaves): each connection's
@@ -7,6 +8,19 @@ import Synchronization
 public final class LoopbackHTTPServer: Sendable {
     public let port: Int
     private let fd: Int32
+
+    /// A client of this server over plain HTTP, with a bearer token it ignores.
+    public func client() throws -> KubeClient {
+        let yaml = """
+        apiVersion: v1
+        kind: Config
+        current-context: c
+        clusters: [{name: c, cluster: {server: "http://127.0.0.1:\(port)"}}]
+        contexts: [{name: c, context: {cluster: c, user: u}}]
+        users: [{name: u, user: {token: t}}]
+        """
+        return KubeClient(connection: try ClusterConnection.from(kubeconfig: try KubeConfig.parse(yaml: yaml, file: "loopback", directory: "/")))
+    }
 
     public init(answer: @escaping @Sendable (_ write: (String) -> Bool) -> Void) throws {
         (fd, port) = try loopbackSocket(listening: true)

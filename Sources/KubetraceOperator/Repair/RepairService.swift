@@ -117,11 +117,12 @@ public final class RepairService: Sendable {
                 // The operator namespace's Secrets are watched whole, once: the pull Secret for the
                 // repair, and (through `secretFeed`) the kubeconfig and operator Secrets for the refresh.
                 let home = s == ns
-                watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField, stores: secretStores,
-                      feed: home ? secretFeed : nil, in: &group) {
+                let secrets = watch(ManagedSecret.self, "secrets@\(where_)", namespace: s, fieldSelector: home ? nil : secretField,
+                                    stores: secretStores, in: &group) {
                     if home { self.secretFeed.publish($0) }
-                    return await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0))
+                    return await self.pullSecrets.observe($0) + (await self.stuckPods(affectedBy: $0, named: names.registrySecret))
                 }
+                if home { secretFeed.attach(secrets) }
                 watch(ServiceAccountProjection.self, "serviceaccounts@\(where_)", namespace: s, stores: accountStores, in: &group) {
                     await self.accounts.observe($0) + (await self.stuckPods(affectedBy: $0))
                 }
@@ -131,7 +132,7 @@ public final class RepairService: Sendable {
                 // Cluster-wide scope: the pull Secrets come from the watch above; the operator
                 // namespace's other Secrets, for the refresh, from this one.
                 // Not in `secretStores`: the handlers read the store of the watch that drives them.
-                watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, feed: secretFeed, in: &group) { self.secretFeed.publish($0); return [] }
+                secretFeed.attach(watch(ManagedSecret.self, "secrets@\(ns)", namespace: ns, in: &group) { self.secretFeed.publish($0); return [] })
             }
             watch(RawProjection<Role>.self, "roles@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyRole)", in: &group) { await self.rbac.observe(role: $0) }
             watch(RawProjection<RoleBinding>.self, "rolebindings@\(ns)", namespace: ns, fieldSelector: "metadata.name=\(names.readOnlyBinding)", in: &group) { await self.rbac.observe(binding: $0) }
@@ -143,9 +144,11 @@ public final class RepairService: Sendable {
         }
     }
 
+    /// Starts a reflector and its consumer in `group`; returns the reflector's shared store.
+    @discardableResult
     private func watch<P: Projection>(_ type: P.Type, _ name: String, namespace: String?, fieldSelector: String? = nil, labelSelector: String? = nil,
-                                      stores: ScopedStores<P>? = nil, feed: SecretFeed? = nil, in group: inout ThrowingTaskGroup<Void, any Error>,
-                                      handle: @escaping @Sendable (WatchEvent<P>) async -> [RepairKey]) {
+                                      stores: ScopedStores<P>? = nil, in group: inout ThrowingTaskGroup<Void, any Error>,
+                                      handle: @escaping @Sendable (WatchEvent<P>) async -> [RepairKey]) -> ReflectorStore<P> {
         var options = ReflectorOptions.managed(namespace: namespace)
         options.fieldSelector = fieldSelector
         options.labelSelector = labelSelector
@@ -153,7 +156,6 @@ public final class RepairService: Sendable {
         let reflector = Reflector<P>(client: ctx.client, options: options, logger: ctx.logger)
         watchStatsByName.withLock { $0[name] = reflector.stats }
         stores?.add(reflector.store, namespace: namespace)
-        if let feed, let secrets = reflector.store as? ReflectorStore<ManagedSecret> { feed.attach(secrets) }
         sync.expect(name)
         let channel = AsyncChannel<[WatchEvent<P>]>()
         group.addTask { [logger = ctx.logger] in
@@ -172,14 +174,16 @@ public final class RepairService: Sendable {
                 }
             }
         }
+        return reflector.store
     }
 
     /// A stuck Pod waits on its namespace's plumbing (`RepairOutcome.waiting`): a change to the
-    /// pull Secret or to a ServiceAccount there brings the namespace's stuck Pods back.
-    private func stuckPods<P: Projection>(affectedBy event: WatchEvent<P>) async -> [RepairKey] {
+    /// pull Secret or to a ServiceAccount there brings the namespace's stuck Pods back
+    /// (with `name`, only a change to the object of that name does).
+    private func stuckPods<P: Projection>(affectedBy event: WatchEvent<P>, named name: String? = nil) async -> [RepairKey] {
         switch event {
         case .added(let o), .modified(let o), .deleted(let o):
-            if P.self == ManagedSecret.self, o.meta.name != ctx.names.registrySecret { return [] }
+            if let name, o.meta.name != name { return [] }
             return await pods.keys(in: o.meta.namespace)
         case .synced: return []
         }
